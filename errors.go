@@ -1,0 +1,57 @@
+package tokens
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors returned by the Manager. Compare with errors.Is: the Manager wraps
+// them with context that never contains a secret.
+var (
+	// ErrKeyNotFound means no key has the given ID (it never existed or was deleted).
+	ErrKeyNotFound = errors.New("tokens: key not found")
+	// ErrRenewalPending means the key's latest share link is neither redeemed
+	// nor expired, so its token may not have reached its owner yet (R3).
+	ErrRenewalPending = errors.New("tokens: renewal pending: the latest share link has not been redeemed or expired")
+	// ErrOldTokenPending means the key still has an old token and its
+	// current token was seen: delete the old token or undo first (R5).
+	ErrOldTokenPending = errors.New("tokens: old token pending: delete it or undo the renewal first")
+	// ErrNoOldToken means DeleteOld found no old token (R6).
+	ErrNoOldToken = errors.New("tokens: key has no old token")
+	// ErrUndoUnavailable means there is no old token to restore (R7).
+	ErrUndoUnavailable = errors.New("tokens: nothing to undo: the key has no old token")
+
+	// ErrInvalidLink means a share link does not have the configured base and
+	// one well-formed link ID; the store was not consulted (S5).
+	ErrInvalidLink = errors.New("tokens: invalid share link")
+	// ErrLinkNotFound means the link is unknown, superseded by a later
+	// renewal, revoked by Undo, or belongs to a deleted key (R8).
+	ErrLinkNotFound = errors.New("tokens: share link not found")
+	// ErrLinkUsed means the link was already redeemed (R8).
+	ErrLinkUsed = errors.New("tokens: share link already used")
+	// ErrLinkExpired means the link expired before it was redeemed (R8).
+	ErrLinkExpired = errors.New("tokens: share link expired")
+
+	// ErrInvalidCredentials means the key is unknown or the token does not
+	// match it; the two cases are indistinguishable on purpose (R9).
+	ErrInvalidCredentials = errors.New("tokens: invalid credentials")
+	// ErrMalformedToken means the token is not in the token format or its
+	// checksum is wrong, so it was rejected without reading the store. It
+	// is also an ErrInvalidCredentials.
+	ErrMalformedToken = fmt.Errorf("%w: malformed token", ErrInvalidCredentials)
+	// ErrKeyInactive means the token is right but the key is deactivated (R9).
+	ErrKeyInactive = errors.New("tokens: key inactive")
+
+	// ErrInvalidKeySpec means a KeySpec was refused (R11); nothing was stored.
+	ErrInvalidKeySpec = errors.New("tokens: invalid key spec")
+	// ErrInvalidOption means an Option or RenewOptions value was refused.
+	ErrInvalidOption = errors.New("tokens: invalid option")
+
+	// ErrConflict is returned by a Store when a conditional write finds the
+	// record changed since it was read. The Manager retries on it; it reaches
+	// callers only when retries are exhausted.
+	ErrConflict = errors.New("tokens: concurrent update conflict")
+	// ErrDuplicate is returned by a Store when an insert or update would
+	// give two keys the same ID or two links the same digest.
+	ErrDuplicate = errors.New("tokens: duplicate key ID or link digest")
+)

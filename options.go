@@ -1,0 +1,194 @@
+package tokens
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// An Option configures a Manager; NewManager refuses an invalid one with an
+// error wrapping ErrInvalidOption.
+type Option func(*config) error
+
+type config struct {
+	clock       Clock
+	shareBase   string
+	alertAfter  int
+	linkTTL     time.Duration
+	tokenPrefix string
+	keyIDPrefix string
+}
+
+const (
+	// DefaultAlertAfter is the renewal alert period in months (R10).
+	DefaultAlertAfter = 3
+	// DefaultLinkTTL is how long a share link stays redeemable.
+	DefaultLinkTTL = 24 * time.Hour
+	// DefaultTokenPrefix starts every token unless WithTokenPrefix says otherwise.
+	DefaultTokenPrefix = "tok"
+	// DefaultKeyIDPrefix starts every key ID unless WithKeyIDPrefix says otherwise.
+	DefaultKeyIDPrefix = "key"
+
+	maxLinkTTL = 30 * 24 * time.Hour
+)
+
+func defaultConfig() config {
+	return config{
+		clock:       systemClock{},
+		alertAfter:  DefaultAlertAfter,
+		linkTTL:     DefaultLinkTTL,
+		tokenPrefix: DefaultTokenPrefix,
+		keyIDPrefix: DefaultKeyIDPrefix,
+	}
+}
+
+// WithClock sets the clock the Manager reads every time from (R12). The
+// default wraps time.Now.
+func WithClock(c Clock) Option {
+	return func(cfg *config) error {
+		if c == nil {
+			return invalidOption("WithClock: clock is nil")
+		}
+		cfg.clock = c
+		return nil
+	}
+}
+
+// WithShareBaseURL sets the base of share links, which are the base followed
+// by a link ID. It is required (S6): an absolute https URL ending in "/",
+// with no user info, query or fragment; http is accepted only for a loopback
+// host (localhost, 127.0.0.0/8, ::1), for development.
+func WithShareBaseURL(base string) Option {
+	return func(cfg *config) error {
+		if err := checkShareBase(base); err != nil {
+			return err
+		}
+		cfg.shareBase = base
+		return nil
+	}
+}
+
+// WithAlertAfter sets the renewal alert period in months, 1 to 24 (R10).
+// The default is 3; 3 and 6 are the recommended choices.
+func WithAlertAfter(months int) Option {
+	return func(cfg *config) error {
+		if months < 1 || months > 24 {
+			return invalidOption("WithAlertAfter: months must be between 1 and 24")
+		}
+		cfg.alertAfter = months
+		return nil
+	}
+}
+
+// WithLinkTTL sets how long a share link stays redeemable: more than zero
+// and at most 30 days. The default is 24 hours.
+func WithLinkTTL(ttl time.Duration) Option {
+	return func(cfg *config) error {
+		if ttl <= 0 || ttl > maxLinkTTL {
+			return invalidOption("WithLinkTTL: ttl must be more than 0 and at most 720h")
+		}
+		cfg.linkTTL = ttl
+		return nil
+	}
+}
+
+// WithTokenPrefix sets the prefix of new tokens, which look like
+// "<prefix>_<43 base62 characters><6 character checksum>". A distinctive
+// prefix lets secret scanners recognise leaked tokens. It is 1 to 16
+// characters, a lowercase letter followed by lowercase letters and digits.
+// Tokens issued under an earlier prefix keep verifying.
+func WithTokenPrefix(prefix string) Option {
+	return func(cfg *config) error {
+		if !validPrefix(prefix) {
+			return invalidOption("WithTokenPrefix: prefix must be 1 to 16 characters [a-z][a-z0-9]*")
+		}
+		cfg.tokenPrefix = prefix
+		return nil
+	}
+}
+
+// WithKeyIDPrefix sets the prefix of new key IDs, which look like
+// "<prefix>_<22 base62 characters>". Same form as WithTokenPrefix.
+func WithKeyIDPrefix(prefix string) Option {
+	return func(cfg *config) error {
+		if !validPrefix(prefix) {
+			return invalidOption("WithKeyIDPrefix: prefix must be 1 to 16 characters [a-z][a-z0-9]*")
+		}
+		cfg.keyIDPrefix = prefix
+		return nil
+	}
+}
+
+func invalidOption(msg string) error {
+	return fmt.Errorf("%w: %s", ErrInvalidOption, msg)
+}
+
+func checkShareBase(base string) error {
+	bad := func(why string) error {
+		return invalidOption("WithShareBaseURL: " + why)
+	}
+	u, err := url.Parse(base)
+	switch {
+	case base == "":
+		return bad("a base URL is required, such as https://share.example.com/credentials/")
+	case err != nil:
+		return bad("not a URL")
+	case u.User != nil || strings.Contains(base, "@"):
+		return bad("user info is not allowed")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(base, "?#"):
+		return bad("query and fragment are not allowed")
+	case u.Host == "" || u.Opaque != "":
+		return bad("must be an absolute URL with a host")
+	case !strings.HasSuffix(base, "/"):
+		return bad(`must end with "/"`)
+	case base != u.Scheme+"://"+u.Host+u.EscapedPath():
+		return bad("must be in canonical form: lowercase scheme and host, no escapes or empty segments")
+	case strings.Contains(u.Path, "//") || strings.Contains(u.Path, "/./") || strings.Contains(u.Path, "/../"):
+		return bad("must not contain empty or dot path segments")
+	case !asciiHost(u.Hostname()):
+		return bad("host must be lowercase ASCII (use the punycode form of an international name)")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if loopbackHost(u.Hostname()) {
+			return nil
+		}
+		return bad("http is allowed only for loopback hosts; use https")
+	default:
+		return bad("scheme must be https")
+	}
+}
+
+func asciiHost(host string) bool {
+	for i := 0; i < len(host); i++ {
+		c := host[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':') {
+			return false
+		}
+	}
+	return host != ""
+}
+
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func validPrefix(p string) bool {
+	if len(p) < 1 || len(p) > 16 || p[0] < 'a' || p[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(p); i++ {
+		if c := p[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,102 @@
+package tokens
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// OldTokenPolicy says what Renew does with the previous token.
+type OldTokenPolicy int
+
+const (
+	// DeleteLater keeps the previous token as the old token, verifying
+	// until DeleteOld (or Undo) (R2). It is the zero value.
+	DeleteLater OldTokenPolicy = iota
+	// DeleteNow deletes the previous token in the same atomic step (R2).
+	DeleteNow
+)
+
+func (p OldTokenPolicy) String() string {
+	switch p {
+	case DeleteLater:
+		return "delete later"
+	case DeleteNow:
+		return "delete now"
+	default:
+		return fmt.Sprintf("OldTokenPolicy(%d)", int(p))
+	}
+}
+
+// RenewOptions are the choices of a renewal. The zero value renews with
+// DeleteLater.
+type RenewOptions struct {
+	OldToken OldTokenPolicy
+}
+
+// Renew gives the key a new token, current at once, and returns the share
+// link that reveals it (R2-R5).
+//
+// It fails with ErrRenewalPending while the key's latest link is
+// redeemable (R3), and with ErrOldTokenPending while an old token exists
+// and the current token was seen (R5). A current token whose link expired
+// unredeemed was never seen: it is discarded rather than kept as old (R4).
+func (m *Manager) Renew(ctx context.Context, id string, opts RenewOptions) (*ShareLink, error) {
+	if opts.OldToken != DeleteLater && opts.OldToken != DeleteNow {
+		return nil, fmt.Errorf("%w: RenewOptions.OldToken is %v", ErrInvalidOption, opts.OldToken)
+	}
+	var link *ShareLink
+	err := m.update(ctx, m.keyLoader(id), func(rec *KeyRecord, now time.Time) error {
+		if linkState(rec, now) == LinkPending {
+			return ErrRenewalPending
+		}
+		switch {
+		case !rec.Current.Seen:
+			// R4: nobody ever had this token; an existing old token stays
+			// old, unless the caller deletes it now.
+			if opts.OldToken == DeleteNow {
+				rec.HasOld, rec.Old = false, TokenRecord{}
+			}
+		case rec.HasOld:
+			return ErrOldTokenPending
+		case opts.OldToken == DeleteLater:
+			rec.HasOld, rec.Old = true, rec.Current
+		}
+		var err error
+		link, err = m.issueToken(rec, now)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return link, nil
+}
+
+// DeleteOld deletes the key's old token, irreversibly (R6). It returns
+// ErrNoOldToken if there is none. It works while the new link is pending.
+func (m *Manager) DeleteOld(ctx context.Context, id string) error {
+	return m.update(ctx, m.keyLoader(id), func(rec *KeyRecord, _ time.Time) error {
+		if !rec.HasOld {
+			return ErrNoOldToken
+		}
+		rec.HasOld, rec.Old = false, TokenRecord{}
+		return nil
+	})
+}
+
+// Undo reverses the latest DeleteLater renewal while its old token exists
+// (R7): the new token is deleted, the renewal's link revoked, and the old
+// token is current again, with its own created and last-used times. It
+// returns ErrUndoUnavailable when there is no old token.
+func (m *Manager) Undo(ctx context.Context, id string) error {
+	return m.update(ctx, m.keyLoader(id), func(rec *KeyRecord, _ time.Time) error {
+		if !rec.HasOld {
+			return ErrUndoUnavailable
+		}
+		rec.Current = rec.Old
+		rec.Current.Seen = true // its owner has had it all along (R4)
+		rec.HasOld, rec.Old = false, TokenRecord{}
+		rec.HasLink, rec.Link = false, LinkRecord{}
+		return nil
+	})
+}

@@ -1,0 +1,313 @@
+package tokens
+
+import (
+	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// A share link is the configured base followed by a link ID of linkIDLen
+// base62 characters from crypto/rand (S1, S5). The store never sees the ID:
+// it keeps lookupDigest(id) to find the link, and the token sealed with
+// AES-GCM under sealKey(id). Both come from HKDF with separate labels, so
+// the stored digest does not yield the sealing key (S2).
+const (
+	lookupLabel = "keyrenew/tokens link lookup v1"
+	sealLabel   = "keyrenew/tokens link seal v1"
+	sealAADTag  = "keyrenew/tokens sealed token v1 "
+)
+
+// ShareLink is a single-access link that reveals a key's token once. Its URL
+// is a secret until redeemed: fmt and slog print it redacted (S4), the
+// field itself stays readable.
+type ShareLink struct {
+	URL       string
+	ExpiresAt time.Time // redeemable while now < ExpiresAt
+}
+
+// Credentials are what a share link reveals: the key ID and its token. fmt
+// and slog print the token redacted (S4); the field itself stays readable.
+type Credentials struct {
+	KeyID string
+	Token string
+}
+
+// LinkState is what a share link would give if redeemed now.
+type LinkState int
+
+const (
+	// LinkNotFound: unknown, superseded by a later renewal, revoked by Undo,
+	// or of a deleted key. For Key.Link: the key has no link.
+	LinkNotFound LinkState = iota
+	// LinkPending: redeemable.
+	LinkPending
+	// LinkUsed: already redeemed.
+	LinkUsed
+	// LinkExpired: expired before it was redeemed.
+	LinkExpired
+)
+
+func (s LinkState) String() string {
+	switch s {
+	case LinkPending:
+		return "pending"
+	case LinkUsed:
+		return "used"
+	case LinkExpired:
+		return "expired"
+	default:
+		return "not found"
+	}
+}
+
+// LinkStatus describes a share link without consuming it.
+type LinkStatus struct {
+	State     LinkState
+	ExpiresAt time.Time // zero when State is LinkNotFound
+}
+
+// RedeemLink returns the credentials a share link reveals, exactly once (R8),
+// also when many processes sharing one database race for it. The URL is
+// checked against the configured base before the store is consulted
+// (ErrInvalidLink). Then: ErrLinkUsed once redeemed, ErrLinkExpired when
+// expired, ErrLinkNotFound for any link that is not a key's latest.
+// Redeeming wipes the sealed token and changes no token's validity.
+func (m *Manager) RedeemLink(ctx context.Context, url string) (*Credentials, error) {
+	linkID, err := m.parseLink(url)
+	if err != nil {
+		return nil, err
+	}
+	lookup := lookupDigest(linkID)
+	var creds *Credentials
+	err = m.update(ctx, m.linkLoader(lookup), func(rec *KeyRecord, now time.Time) error {
+		switch linkState(rec, now) {
+		case LinkUsed:
+			return ErrLinkUsed
+		case LinkExpired:
+			return ErrLinkExpired
+		}
+		token, err := openToken(linkID, rec)
+		if err != nil {
+			return err
+		}
+		rec.Link.RedeemedAt = now
+		rec.Link.Sealed = nil
+		rec.Current.Seen = true
+		creds = &Credentials{KeyID: rec.ID, Token: token}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return creds, nil
+}
+
+// LinkStatus tells what RedeemLink would give for url now, without
+// consuming the link: for a landing page that link previewers may load.
+// Like RedeemLink it returns ErrInvalidLink for a malformed URL.
+func (m *Manager) LinkStatus(ctx context.Context, url string) (LinkStatus, error) {
+	linkID, err := m.parseLink(url)
+	if err != nil {
+		return LinkStatus{}, err
+	}
+	rec, err := m.store.KeyByLink(ctx, lookupDigest(linkID))
+	if errors.Is(err, ErrKeyNotFound) {
+		return LinkStatus{State: LinkNotFound}, nil
+	}
+	if err != nil {
+		return LinkStatus{}, fmt.Errorf("tokens: link status: %w", err)
+	}
+	return LinkStatus{State: linkState(&rec, m.now()), ExpiresAt: rec.Link.ExpiresAt}, nil
+}
+
+// PurgeExpired wipes the sealed tokens of links that expired unredeemed, so
+// that they no longer exist even in sealed form, and returns how many it
+// wiped. The links keep their state (ErrLinkExpired). Call it from a
+// periodic job; the library starts no goroutines of its own.
+func (m *Manager) PurgeExpired(ctx context.Context) (int, error) {
+	const batch = 500
+	purged := 0
+	for {
+		ids, err := m.store.ExpiredLinks(ctx, m.now(), batch)
+		if err != nil {
+			return purged, fmt.Errorf("tokens: purge expired links: %w", err)
+		}
+		for _, id := range ids {
+			err := m.update(ctx, m.keyLoader(id), func(rec *KeyRecord, now time.Time) error {
+				if linkState(rec, now) != LinkExpired || rec.Link.Sealed == nil {
+					return errUnchanged
+				}
+				return nil // update wipes what has expired
+			})
+			switch {
+			case err == nil:
+				purged++
+			case errors.Is(err, ErrKeyNotFound):
+			default:
+				return purged, err
+			}
+		}
+		if len(ids) < batch {
+			return purged, nil
+		}
+	}
+}
+
+func linkState(rec *KeyRecord, now time.Time) LinkState {
+	switch {
+	case !rec.HasLink:
+		return LinkNotFound
+	case !rec.Link.RedeemedAt.IsZero():
+		return LinkUsed
+	case !now.Before(rec.Link.ExpiresAt):
+		return LinkExpired
+	default:
+		return LinkPending
+	}
+}
+
+// issueToken gives rec a new current token and a new latest link that
+// reveals it, superseding any earlier link.
+func (m *Manager) issueToken(rec *KeyRecord, now time.Time) (*ShareLink, error) {
+	token, err := newToken(m.cfg.tokenPrefix)
+	if err != nil {
+		return nil, err
+	}
+	linkID, err := randomBase62(linkIDLen)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := sealToken(linkID, rec.ID, token)
+	if err != nil {
+		return nil, err
+	}
+	expires := now.Add(m.cfg.linkTTL)
+	rec.Current = TokenRecord{Digest: tokenDigest(token), CreatedAt: now}
+	rec.HasLink = true
+	rec.Link = LinkRecord{Digest: lookupDigest(linkID), Sealed: sealed, CreatedAt: now, ExpiresAt: expires}
+	return &ShareLink{URL: m.cfg.shareBase + linkID, ExpiresAt: expires}, nil
+}
+
+// parseLink returns the link ID of url, which must be the configured base,
+// byte for byte, followed by exactly one well-formed link ID (S5). Any other
+// scheme, host, port, path, query or fragment fails that test.
+func (m *Manager) parseLink(url string) (string, error) {
+	id, ok := strings.CutPrefix(url, m.cfg.shareBase)
+	if !ok || len(id) != linkIDLen || !isBase62(id) {
+		return "", ErrInvalidLink
+	}
+	return id, nil
+}
+
+func lookupDigest(linkID string) Digest {
+	var d Digest
+	copy(d[:], deriveKey(linkID, lookupLabel))
+	return d
+}
+
+func deriveKey(linkID, label string) []byte {
+	key, err := hkdf.Key(sha256.New, []byte(linkID), nil, label, sha256.Size)
+	if err != nil {
+		panic("tokens: hkdf: " + err.Error()) // only for lengths over 255*32 bytes
+	}
+	return key
+}
+
+func newGCM(linkID string) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(deriveKey(linkID, sealLabel))
+	if err != nil {
+		return nil, fmt.Errorf("tokens: seal: %w", err)
+	}
+	return cipher.NewGCM(block)
+}
+
+// sealToken seals token under the link's key, bound to the key ID so that a
+// sealed value copied to another key's row does not open.
+func sealToken(linkID, keyID, token string) ([]byte, error) {
+	aead, err := newGCM(linkID)
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, aead.NonceSize(), aead.NonceSize()+len(token)+aead.Overhead())
+	if _, err := io.ReadFull(rand.Reader, nonce); err != nil {
+		return nil, fmt.Errorf("tokens: seal: %w", err)
+	}
+	return aead.Seal(nonce, nonce, []byte(token), []byte(sealAADTag+keyID)), nil
+}
+
+// openToken opens the token sealed in rec's link and checks it against the
+// current token's digest.
+func openToken(linkID string, rec *KeyRecord) (string, error) {
+	errCorrupt := fmt.Errorf("tokens: sealed token of key %s does not open", rec.ID)
+	aead, err := newGCM(linkID)
+	if err != nil {
+		return "", err
+	}
+	sealed := rec.Link.Sealed
+	if len(sealed) < aead.NonceSize() {
+		return "", errCorrupt
+	}
+	plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(sealAADTag+rec.ID))
+	if err != nil {
+		return "", errCorrupt
+	}
+	digest := tokenDigest(string(plain))
+	if subtle.ConstantTimeCompare(digest[:], rec.Current.Digest[:]) != 1 {
+		return "", errCorrupt
+	}
+	return string(plain), nil
+}
+
+const redacted = "[REDACTED]"
+
+// Format prints the credentials with the token redacted, for every verb.
+func (c Credentials) Format(f fmt.State, verb rune) {
+	switch {
+	case verb == 'v' && f.Flag('#'):
+		fmt.Fprintf(f, "tokens.Credentials{KeyID:%q, Token:%q}", c.KeyID, redacted)
+	case verb == 'v' && f.Flag('+'):
+		fmt.Fprintf(f, "{KeyID:%s Token:%s}", c.KeyID, redacted)
+	default:
+		fmt.Fprintf(f, "{%s %s}", c.KeyID, redacted)
+	}
+}
+
+// LogValue keeps the token out of structured logs.
+func (c Credentials) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("key_id", c.KeyID), slog.String("token", redacted))
+}
+
+// Format prints the link with its ID redacted, for every verb.
+func (l ShareLink) Format(f fmt.State, verb rune) {
+	url := l.redactedURL()
+	switch {
+	case verb == 'v' && f.Flag('#'):
+		fmt.Fprintf(f, "tokens.ShareLink{URL:%q, ExpiresAt:%s}", url, l.ExpiresAt.Format(time.RFC3339))
+	case verb == 'v' && f.Flag('+'):
+		fmt.Fprintf(f, "{URL:%s ExpiresAt:%s}", url, l.ExpiresAt.Format(time.RFC3339))
+	default:
+		fmt.Fprintf(f, "{%s %s}", url, l.ExpiresAt.Format(time.RFC3339))
+	}
+}
+
+// LogValue keeps the link ID out of structured logs.
+func (l ShareLink) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("url", l.redactedURL()), slog.Time("expires_at", l.ExpiresAt))
+}
+
+func (l ShareLink) redactedURL() string {
+	if i := strings.LastIndexByte(l.URL, '/'); i >= 0 {
+		return l.URL[:i+1] + redacted
+	}
+	return redacted
+}

@@ -1,0 +1,107 @@
+package tokens
+
+import (
+	"context"
+	"time"
+)
+
+// Digest is a SHA-256 sized digest: of a token (its SHA-256) or of a link ID
+// (an HKDF output under its own label). A digest is safe to store; the
+// secret it was made from cannot be recovered from it.
+type Digest [32]byte
+
+// TokenRecord is the stored form of one token.
+type TokenRecord struct {
+	Digest     Digest    // SHA-256 of the token
+	CreatedAt  time.Time // when the token was issued
+	LastUsedAt time.Time // zero until the first successful Verify
+	// Seen reports that the token's owner has had it: its link was
+	// redeemed, or Undo restored it. An unseen token is discarded by Renew
+	// once its link has expired (R4).
+	Seen bool
+}
+
+// LinkRecord is the stored form of a key's latest share link.
+type LinkRecord struct {
+	Digest Digest // look-up digest of the link ID
+	// Sealed is the key's current token, sealed with AES-GCM under a key
+	// derived from the link ID; nil once the link was redeemed or has
+	// expired and been purged. Neither stores nor the Manager modify a
+	// Sealed slice in place: they replace it.
+	Sealed     []byte
+	CreatedAt  time.Time
+	ExpiresAt  time.Time // redeemable while now < ExpiresAt
+	RedeemedAt time.Time // zero until redeemed
+}
+
+// KeyRecord is everything a Store keeps about one key. It is a plain value
+// so that a look-up can return it without allocating: the Manager holds all
+// the rules, a Store only persists records.
+type KeyRecord struct {
+	ID        string
+	Account   string
+	Name      string
+	Active    bool
+	CreatedAt time.Time
+	// Version is the optimistic concurrency version: 1 after InsertKey,
+	// incremented by every successful write.
+	Version int64
+
+	Current TokenRecord
+	HasOld  bool
+	Old     TokenRecord // meaningful only when HasOld
+	HasLink bool
+	Link    LinkRecord // meaningful only when HasLink; the key's latest link
+}
+
+// Store persists key records. Implementations must be safe for concurrent
+// use, also by many processes sharing one database, and every write must be
+// atomic: all of a record is written or none of it.
+//
+// All times passed in come from the Manager's clock; a Store never reads the
+// time itself. Times are stored with at least microsecond precision and
+// returned in UTC.
+type Store interface {
+	// InsertKey stores a new key record and sets rec.Version to 1 (the
+	// version passed in is ignored). It returns an error wrapping
+	// ErrDuplicate if a key with the same ID, or a link with the same
+	// digest, exists already; nothing is stored then.
+	InsertKey(ctx context.Context, rec *KeyRecord) error
+
+	// Key returns the key with the given ID. It returns an error wrapping
+	// ErrKeyNotFound if there is none. The result is a copy the caller owns.
+	Key(ctx context.Context, id string) (KeyRecord, error)
+
+	// KeyByLink returns the key whose latest link has the given digest. It
+	// returns an error wrapping ErrKeyNotFound if no key has such a link.
+	KeyByLink(ctx context.Context, link Digest) (KeyRecord, error)
+
+	// Keys returns the keys of one account, oldest first (by CreatedAt,
+	// then ID). An account with no keys gives an empty slice and no error.
+	Keys(ctx context.Context, account string) ([]KeyRecord, error)
+
+	// UpdateKey replaces the stored record with rec if the stored version
+	// equals rec.Version (compare-and-swap), and then sets rec.Version to
+	// the new version, rec.Version+1. ID, Account and CreatedAt of a key
+	// never change. It returns an error wrapping ErrConflict if the stored
+	// version differs, ErrKeyNotFound if the key does not exist, and
+	// ErrDuplicate if the new link digest belongs to another key; in each
+	// case nothing is written.
+	UpdateKey(ctx context.Context, rec *KeyRecord) error
+
+	// DeleteKey deletes the key with its tokens and link, unconditionally.
+	// It returns an error wrapping ErrKeyNotFound if there is none.
+	DeleteKey(ctx context.Context, id string) error
+
+	// RecordUse sets the LastUsedAt of the key's token (current or old)
+	// whose digest is token to at, but only if that LastUsedAt is zero or
+	// not after staleBefore. A write increments the key's version. No
+	// matching key or token, or a LastUsedAt that is recent enough, is not
+	// an error: nothing is written and RecordUse returns nil.
+	RecordUse(ctx context.Context, id string, token Digest, at, staleBefore time.Time) error
+
+	// ExpiredLinks returns the IDs of keys whose link is unredeemed, still
+	// holds a sealed secret and has ExpiresAt not after now, at most limit
+	// of them. It writes nothing.
+	ExpiredLinks(ctx context.Context, now time.Time, limit int) ([]string, error)
+}

@@ -1,0 +1,247 @@
+// Package memstore keeps keys in memory: for tests, examples and
+// single-process services that can afford to lose their keys on restart.
+package memstore
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/keyrenew/tokens"
+)
+
+// Store is an in-memory tokens.Store. The zero value is not usable; call New.
+type Store struct {
+	mu        sync.RWMutex
+	keys      map[string]tokens.KeyRecord
+	byLink    map[tokens.Digest]string
+	byAccount map[string]map[string]struct{}
+}
+
+var _ tokens.Store = (*Store)(nil)
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{
+		keys:      make(map[string]tokens.KeyRecord),
+		byLink:    make(map[tokens.Digest]string),
+		byAccount: make(map[string]map[string]struct{}),
+	}
+}
+
+// InsertKey implements tokens.Store.
+func (s *Store) InsertKey(ctx context.Context, rec *tokens.KeyRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.keys[rec.ID]; ok {
+		return fmt.Errorf("memstore: insert key: %w", tokens.ErrDuplicate)
+	}
+	if rec.HasLink {
+		if _, ok := s.byLink[rec.Link.Digest]; ok {
+			return fmt.Errorf("memstore: insert key: %w", tokens.ErrDuplicate)
+		}
+	}
+	rec.Version = 1
+	s.put(stored(rec))
+	return nil
+}
+
+// Key implements tokens.Store.
+func (s *Store) Key(ctx context.Context, id string) (tokens.KeyRecord, error) {
+	s.mu.RLock()
+	rec, ok := s.keys[id]
+	s.mu.RUnlock()
+	if !ok {
+		return tokens.KeyRecord{}, tokens.ErrKeyNotFound
+	}
+	rec.Link.Sealed = bytes.Clone(rec.Link.Sealed)
+	return rec, nil
+}
+
+// KeyByLink implements tokens.Store.
+func (s *Store) KeyByLink(ctx context.Context, link tokens.Digest) (tokens.KeyRecord, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	id, ok := s.byLink[link]
+	if !ok {
+		return tokens.KeyRecord{}, tokens.ErrKeyNotFound
+	}
+	rec := s.keys[id]
+	rec.Link.Sealed = bytes.Clone(rec.Link.Sealed)
+	return rec, nil
+}
+
+// Keys implements tokens.Store.
+func (s *Store) Keys(ctx context.Context, account string) ([]tokens.KeyRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	recs := make([]tokens.KeyRecord, 0, len(s.byAccount[account]))
+	for id := range s.byAccount[account] {
+		rec := s.keys[id]
+		rec.Link.Sealed = bytes.Clone(rec.Link.Sealed)
+		recs = append(recs, rec)
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(recs, func(a, b tokens.KeyRecord) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return recs, nil
+}
+
+// UpdateKey implements tokens.Store.
+func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev, ok := s.keys[rec.ID]
+	switch {
+	case !ok:
+		return fmt.Errorf("memstore: update key: %w", tokens.ErrKeyNotFound)
+	case prev.Version != rec.Version:
+		return fmt.Errorf("memstore: update key: %w", tokens.ErrConflict)
+	}
+	if rec.HasLink {
+		if owner, ok := s.byLink[rec.Link.Digest]; ok && owner != rec.ID {
+			return fmt.Errorf("memstore: update key: %w", tokens.ErrDuplicate)
+		}
+	}
+	next := stored(rec)
+	next.Account, next.CreatedAt = prev.Account, prev.CreatedAt
+	next.Version = prev.Version + 1
+	s.remove(prev)
+	s.put(next)
+	rec.Version = next.Version
+	return nil
+}
+
+// DeleteKey implements tokens.Store.
+func (s *Store) DeleteKey(ctx context.Context, id string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev, ok := s.keys[id]
+	if !ok {
+		return fmt.Errorf("memstore: delete key: %w", tokens.ErrKeyNotFound)
+	}
+	s.remove(prev)
+	return nil
+}
+
+// RecordUse implements tokens.Store.
+func (s *Store) RecordUse(ctx context.Context, id string, token tokens.Digest, at, staleBefore time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rec, ok := s.keys[id]
+	if !ok {
+		return nil
+	}
+	var t *tokens.TokenRecord
+	switch {
+	case rec.Current.Digest == token:
+		t = &rec.Current
+	case rec.HasOld && rec.Old.Digest == token:
+		t = &rec.Old
+	default:
+		return nil
+	}
+	if !t.LastUsedAt.IsZero() && t.LastUsedAt.After(staleBefore) {
+		return nil
+	}
+	t.LastUsedAt = at.UTC()
+	rec.Version++
+	s.keys[id] = rec
+	return nil
+}
+
+// ExpiredLinks implements tokens.Store.
+func (s *Store) ExpiredLinks(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var ids []string
+	for id, rec := range s.keys {
+		if len(ids) >= limit {
+			break
+		}
+		if rec.HasLink && rec.Link.RedeemedAt.IsZero() && rec.Link.Sealed != nil && !rec.Link.ExpiresAt.After(now) {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+func (s *Store) put(rec tokens.KeyRecord) {
+	s.keys[rec.ID] = rec
+	if rec.HasLink {
+		s.byLink[rec.Link.Digest] = rec.ID
+	}
+	ids := s.byAccount[rec.Account]
+	if ids == nil {
+		ids = make(map[string]struct{})
+		s.byAccount[rec.Account] = ids
+	}
+	ids[rec.ID] = struct{}{}
+}
+
+func (s *Store) remove(rec tokens.KeyRecord) {
+	delete(s.keys, rec.ID)
+	if rec.HasLink {
+		delete(s.byLink, rec.Link.Digest)
+	}
+	delete(s.byAccount[rec.Account], rec.ID)
+	if len(s.byAccount[rec.Account]) == 0 {
+		delete(s.byAccount, rec.Account)
+	}
+}
+
+// stored returns the copy of rec that the store keeps: times in UTC at
+// microsecond precision, like the SQL stores, and its own Sealed bytes, so
+// that nothing the caller holds aliases stored state.
+func stored(rec *tokens.KeyRecord) tokens.KeyRecord {
+	c := *rec
+	c.CreatedAt = utc(c.CreatedAt)
+	c.Current = storedToken(c.Current)
+	if c.HasOld {
+		c.Old = storedToken(c.Old)
+	} else {
+		c.Old = tokens.TokenRecord{}
+	}
+	if c.HasLink {
+		c.Link.Sealed = bytes.Clone(c.Link.Sealed)
+		c.Link.CreatedAt = utc(c.Link.CreatedAt)
+		c.Link.ExpiresAt = utc(c.Link.ExpiresAt)
+		c.Link.RedeemedAt = utc(c.Link.RedeemedAt)
+	} else {
+		c.Link = tokens.LinkRecord{}
+	}
+	return c
+}
+
+func storedToken(t tokens.TokenRecord) tokens.TokenRecord {
+	t.CreatedAt = utc(t.CreatedAt)
+	t.LastUsedAt = utc(t.LastUsedAt)
+	return t
+}
+
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return time.Time{}
+	}
+	return t.UTC().Truncate(time.Microsecond)
+}

@@ -1,0 +1,376 @@
+package tokens
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Manager holds every rule of the key life cycle over a Store. It is safe
+// for concurrent use, also by many Managers in many processes sharing one
+// store: every change is a compare-and-swap retried on conflict (R13).
+type Manager struct {
+	store Store
+	cfg   config
+}
+
+// Key describes a key. It never holds a secret.
+type Key struct {
+	ID        string
+	Account   string
+	Name      string
+	Active    bool
+	CreatedAt time.Time
+	Token     TokenInfo  // the current token
+	OldToken  *TokenInfo // the old token pending deletion, if any
+	Alert     AlertLevel // renewal alert of the current token (R10)
+	// Link is the state of the key's latest share link (LinkNotFound when
+	// Undo revoked it) and LinkExpiresAt its expiry.
+	Link          LinkState
+	LinkExpiresAt time.Time
+}
+
+// TokenInfo describes a token without revealing it.
+type TokenInfo struct {
+	CreatedAt  time.Time
+	LastUsedAt time.Time // zero if never used
+}
+
+// KeySpec is what CreateKey needs. Name is required: valid UTF-8 without
+// control characters, at most 200 bytes; it need not be unique. Account may
+// be empty and follows the same form.
+type KeySpec struct {
+	Account string
+	Name    string
+}
+
+// AlertLevel says how overdue a token's renewal is (R10).
+type AlertLevel int
+
+const (
+	AlertNone     AlertLevel = iota
+	AlertWarning             // the alert period has passed since the token was created
+	AlertCritical            // three more months have passed
+)
+
+func (a AlertLevel) String() string {
+	switch a {
+	case AlertWarning:
+		return "warning"
+	case AlertCritical:
+		return "critical"
+	default:
+		return "none"
+	}
+}
+
+const (
+	maxNameLen = 200
+	// lastUsedResolution throttles LastUsedAt writes to one a minute per
+	// token (R9).
+	lastUsedResolution = time.Minute
+	maxAttempts        = 100
+)
+
+// errUnchanged tells update that a change function has nothing to write.
+var errUnchanged = errors.New("tokens: unchanged")
+
+// NewManager returns a Manager over store. WithShareBaseURL is required;
+// an invalid option gives an error wrapping ErrInvalidOption.
+func NewManager(store Store, opts ...Option) (*Manager, error) {
+	if store == nil {
+		return nil, invalidOption("NewManager: store is nil")
+	}
+	cfg := defaultConfig()
+	for _, opt := range opts {
+		if opt == nil {
+			return nil, invalidOption("NewManager: nil option")
+		}
+		if err := opt(&cfg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.shareBase == "" {
+		return nil, invalidOption("NewManager: WithShareBaseURL is required, such as https://share.example.com/credentials/")
+	}
+	return &Manager{store: store, cfg: cfg}, nil
+}
+
+// CreateKey makes an active key with a current token and returns the share
+// link that reveals the token (R1).
+func (m *Manager) CreateKey(ctx context.Context, spec KeySpec) (*Key, *ShareLink, error) {
+	if err := spec.validate(); err != nil {
+		return nil, nil, err
+	}
+	for attempt := 1; ; attempt++ {
+		id, err := newKeyID(m.cfg.keyIDPrefix)
+		if err != nil {
+			return nil, nil, err
+		}
+		now := m.now()
+		rec := KeyRecord{ID: id, Account: spec.Account, Name: spec.Name, Active: true, CreatedAt: now}
+		link, err := m.issueToken(&rec, now)
+		if err != nil {
+			return nil, nil, err
+		}
+		err = m.store.InsertKey(ctx, &rec)
+		if errors.Is(err, ErrDuplicate) && attempt < 3 {
+			continue // 131 random bits collided: draw again
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("tokens: create key: %w", err)
+		}
+		return m.key(&rec, now), link, nil
+	}
+}
+
+// Key returns the key with the given ID, or ErrKeyNotFound.
+func (m *Manager) Key(ctx context.Context, id string) (*Key, error) {
+	if !validKeyID(id) {
+		return nil, ErrKeyNotFound
+	}
+	rec, err := m.store.Key(ctx, id)
+	if err != nil {
+		return nil, storeError("key", err)
+	}
+	return m.key(&rec, m.now()), nil
+}
+
+// Keys returns the keys of one account, oldest first.
+func (m *Manager) Keys(ctx context.Context, account string) ([]*Key, error) {
+	recs, err := m.store.Keys(ctx, account)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: keys: %w", err)
+	}
+	now := m.now()
+	keys := make([]*Key, len(recs))
+	for i := range recs {
+		keys[i] = m.key(&recs[i], now)
+	}
+	return keys, nil
+}
+
+// Verify checks a key ID and token (R9). It succeeds for the current or the
+// old token of an active key and returns the key. An unknown key and a wrong
+// token both give ErrInvalidCredentials; a malformed token gives
+// ErrMalformedToken, which is also an ErrInvalidCredentials, without reading
+// the store. ErrKeyInactive means the token is right but the key is
+// deactivated. A successful Verify records the token's LastUsedAt, at most
+// once a minute.
+func (m *Manager) Verify(ctx context.Context, keyID, token string) (*Key, error) {
+	if !wellFormedToken(token) {
+		return nil, ErrMalformedToken
+	}
+	if !validKeyID(keyID) {
+		return nil, ErrInvalidCredentials
+	}
+	digest := tokenDigest(token)
+	rec, err := m.store.Key(ctx, keyID)
+	if errors.Is(err, ErrKeyNotFound) {
+		return nil, ErrInvalidCredentials
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tokens: verify: %w", err)
+	}
+	current := subtle.ConstantTimeCompare(rec.Current.Digest[:], digest[:]) == 1
+	old := subtle.ConstantTimeCompare(rec.Old.Digest[:], digest[:]) == 1 && rec.HasOld
+	var used *TokenRecord
+	switch {
+	case current:
+		used = &rec.Current
+	case old:
+		used = &rec.Old
+	default:
+		return nil, ErrInvalidCredentials
+	}
+	if !rec.Active {
+		return nil, ErrKeyInactive
+	}
+	now := m.now()
+	if used.LastUsedAt.IsZero() || now.Sub(used.LastUsedAt) >= lastUsedResolution {
+		if err := m.store.RecordUse(ctx, keyID, digest, now, now.Add(-lastUsedResolution)); err != nil {
+			return nil, fmt.Errorf("tokens: verify: record use: %w", err)
+		}
+		used.LastUsedAt = now
+	}
+	return m.key(&rec, now), nil
+}
+
+// Activate lets the key's tokens verify again (R11).
+func (m *Manager) Activate(ctx context.Context, id string) error {
+	return m.setActive(ctx, id, true)
+}
+
+// Deactivate makes Verify refuse the key's tokens with ErrKeyInactive
+// (R11). Renewal, undo, DeleteOld and link redemption still work.
+func (m *Manager) Deactivate(ctx context.Context, id string) error {
+	return m.setActive(ctx, id, false)
+}
+
+func (m *Manager) setActive(ctx context.Context, id string, active bool) error {
+	return m.update(ctx, m.keyLoader(id), func(rec *KeyRecord, _ time.Time) error {
+		if rec.Active == active {
+			return errUnchanged
+		}
+		rec.Active = active
+		return nil
+	})
+}
+
+// DeleteKey deletes the key with its tokens and link, irreversibly (R11).
+func (m *Manager) DeleteKey(ctx context.Context, id string) error {
+	if !validKeyID(id) {
+		return ErrKeyNotFound
+	}
+	if err := m.store.DeleteKey(ctx, id); err != nil {
+		return storeError("delete key", err)
+	}
+	return nil
+}
+
+// now is the only way the Manager reads the time (R12). Times are kept in
+// UTC at microsecond precision, the precision every store keeps.
+func (m *Manager) now() time.Time {
+	return m.cfg.clock.Now().UTC().Truncate(time.Microsecond)
+}
+
+type loader func(ctx context.Context) (KeyRecord, error)
+
+func (m *Manager) keyLoader(id string) loader {
+	return func(ctx context.Context) (KeyRecord, error) {
+		if !validKeyID(id) {
+			return KeyRecord{}, ErrKeyNotFound
+		}
+		return m.store.Key(ctx, id)
+	}
+}
+
+func (m *Manager) linkLoader(lookup Digest) loader {
+	return func(ctx context.Context) (KeyRecord, error) {
+		rec, err := m.store.KeyByLink(ctx, lookup)
+		if errors.Is(err, ErrKeyNotFound) {
+			return KeyRecord{}, ErrLinkNotFound
+		}
+		return rec, err
+	}
+}
+
+// update is the one way the Manager changes a key: load it, apply change
+// at the current time, and write it back if the version is unchanged;
+// otherwise load and apply again. Each retry follows another caller's
+// successful write, so a retry always makes progress. change returns a rule
+// error to abort without writing, or errUnchanged to succeed without one.
+func (m *Manager) update(ctx context.Context, load loader, change func(rec *KeyRecord, now time.Time) error) error {
+	for attempt := 1; ; attempt++ {
+		rec, err := load(ctx)
+		if err != nil {
+			return storeError("load key", err)
+		}
+		now := m.now()
+		if err := change(&rec, now); err != nil {
+			if errors.Is(err, errUnchanged) {
+				return nil
+			}
+			return err
+		}
+		wipeExpiredLink(&rec, now)
+		err = m.store.UpdateKey(ctx, &rec)
+		retry := errors.Is(err, ErrConflict) || errors.Is(err, ErrKeyNotFound) // the next load tells which
+		if retry && attempt < maxAttempts && ctx.Err() == nil {
+			continue
+		}
+		if err != nil {
+			return storeError("update key", err)
+		}
+		return nil
+	}
+}
+
+// storeError returns the not-found sentinels as they are, so that callers
+// see "tokens: key not found" rather than a chain of prefixes, and wraps any
+// other store error with what the Manager was doing.
+func storeError(doing string, err error) error {
+	for _, sentinel := range []error{ErrKeyNotFound, ErrLinkNotFound} {
+		if errors.Is(err, sentinel) {
+			return sentinel
+		}
+	}
+	return fmt.Errorf("tokens: %s: %w", doing, err)
+}
+
+// wipeExpiredLink drops the sealed token of a link that can no longer be
+// redeemed (S2), whenever the key is written anyway.
+func wipeExpiredLink(rec *KeyRecord, now time.Time) {
+	if linkState(rec, now) == LinkExpired {
+		rec.Link.Sealed = nil
+	}
+}
+
+// key describes rec at now. Key and OldToken share one allocation, so that
+// Verify allocates once.
+func (m *Manager) key(rec *KeyRecord, now time.Time) *Key {
+	kv := &struct {
+		key Key
+		old TokenInfo
+	}{}
+	kv.key = Key{
+		ID:        rec.ID,
+		Account:   rec.Account,
+		Name:      rec.Name,
+		Active:    rec.Active,
+		CreatedAt: rec.CreatedAt,
+		Token:     TokenInfo{CreatedAt: rec.Current.CreatedAt, LastUsedAt: rec.Current.LastUsedAt},
+		Alert:     m.alert(rec.Current.CreatedAt, now),
+		Link:      linkState(rec, now),
+	}
+	if rec.HasLink {
+		kv.key.LinkExpiresAt = rec.Link.ExpiresAt
+	}
+	if rec.HasOld {
+		kv.old = TokenInfo{CreatedAt: rec.Old.CreatedAt, LastUsedAt: rec.Old.LastUsedAt}
+		kv.key.OldToken = &kv.old
+	}
+	return &kv.key
+}
+
+// alert applies R10 to a token created at ref.
+func (m *Manager) alert(ref, now time.Time) AlertLevel {
+	ref = ref.UTC()
+	switch {
+	case !now.Before(ref.AddDate(0, m.cfg.alertAfter+3, 0)):
+		return AlertCritical
+	case !now.Before(ref.AddDate(0, m.cfg.alertAfter, 0)):
+		return AlertWarning
+	default:
+		return AlertNone
+	}
+}
+
+func (s KeySpec) validate() error {
+	if s.Name == "" {
+		return fmt.Errorf("%w: name is required", ErrInvalidKeySpec)
+	}
+	if err := checkText("name", s.Name); err != nil {
+		return err
+	}
+	return checkText("account", s.Account)
+}
+
+func checkText(field, s string) error {
+	switch {
+	case len(s) > maxNameLen:
+		return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidKeySpec, field, maxNameLen)
+	case !utf8.ValidString(s):
+		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidKeySpec, field)
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("%w: %s contains a control character", ErrInvalidKeySpec, field)
+		}
+	}
+	return nil
+}
