@@ -25,8 +25,8 @@ type TokenRecord struct {
 type LinkRecord struct {
 	Digest Digest // look-up digest of the link ID
 	// Sealed is the key's current token, sealed with AES-GCM under a key
-	// derived from the link ID; nil once the link was redeemed or has
-	// expired and been purged. Neither stores nor the Manager modify a
+	// derived from the link ID; nil (never empty) once the link was
+	// redeemed or has expired and been purged. Neither stores nor the Manager modify a
 	// Sealed slice in place: they replace it.
 	Sealed     []byte
 	CreatedAt  time.Time
@@ -58,9 +58,10 @@ type KeyRecord struct {
 // use, also by many processes sharing one database, and every write must be
 // atomic: all of a record is written or none of it.
 //
-// All times passed in come from the Manager's clock; a Store never reads the
-// time itself. Times are stored with at least microsecond precision and
-// returned in UTC.
+// All times passed in come from the Manager's clock, which truncates them
+// to microseconds; a Store never reads the time itself. Times are returned
+// in UTC. Token digests are SHA-256 of 256 random bits, so a store may also
+// index them as unique and refuse a repeated one with ErrDuplicate.
 type Store interface {
 	// InsertKey stores a new key record and sets rec.Version to 1 (the
 	// version passed in is ignored). It returns an error wrapping
@@ -69,7 +70,8 @@ type Store interface {
 	InsertKey(ctx context.Context, rec *KeyRecord) error
 
 	// Key returns the key with the given ID. It returns an error wrapping
-	// ErrKeyNotFound if there is none. The result is a copy the caller owns.
+	// ErrKeyNotFound if there is none. Like every record a Store returns,
+	// the result is a copy the caller owns, Sealed bytes included.
 	Key(ctx context.Context, id string) (KeyRecord, error)
 
 	// KeyByLink returns the key whose latest link has the given digest. It
@@ -77,16 +79,18 @@ type Store interface {
 	KeyByLink(ctx context.Context, link Digest) (KeyRecord, error)
 
 	// Keys returns the keys of one account, oldest first (by CreatedAt,
-	// then ID). An account with no keys gives an empty slice and no error.
+	// then ID in byte order). An account with no keys gives an empty slice
+	// and no error.
 	Keys(ctx context.Context, account string) ([]KeyRecord, error)
 
 	// UpdateKey replaces the stored record with rec if the stored version
 	// equals rec.Version (compare-and-swap), and then sets rec.Version to
 	// the new version, rec.Version+1. ID, Account and CreatedAt of a key
-	// never change. It returns an error wrapping ErrConflict if the stored
-	// version differs, ErrKeyNotFound if the key does not exist, and
-	// ErrDuplicate if the new link digest belongs to another key; in each
-	// case nothing is written.
+	// never change: UpdateKey ignores them. It returns an error wrapping
+	// ErrConflict if the stored version differs, ErrKeyNotFound if the key
+	// does not exist, and ErrDuplicate if the new link digest belongs to
+	// another key; in each case nothing is written and rec.Version is
+	// left as it was.
 	UpdateKey(ctx context.Context, rec *KeyRecord) error
 
 	// DeleteKey deletes the key with its tokens and link, unconditionally.
@@ -102,6 +106,7 @@ type Store interface {
 
 	// ExpiredLinks returns the IDs of keys whose link is unredeemed, still
 	// holds a sealed secret and has ExpiresAt not after now, at most limit
-	// of them. It writes nothing.
+	// of them (none if limit <= 0), in no particular order. It writes
+	// nothing.
 	ExpiredLinks(ctx context.Context, now time.Time, limit int) ([]string, error)
 }
