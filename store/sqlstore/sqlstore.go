@@ -1,0 +1,283 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/keyrenew/tokens"
+)
+
+// ErrUnsupportedDriver is returned by New for a database whose driver is
+// none of sqlite3, postgres and pgx.
+var ErrUnsupportedDriver = errors.New("sqlstore: unsupported driver: use sqlite3 (mattn/go-sqlite3), postgres (lib/pq) or pgx (jackc/pgx/v5/stdlib)")
+
+// Store is a tokens.Store in a SQLite or PostgreSQL database. It is safe for
+// concurrent use, also by many processes sharing the database.
+type Store struct {
+	db *sqlx.DB
+	d  *dialect
+
+	mu    sync.Mutex
+	stmts map[string]*sqlx.Stmt
+}
+
+var _ tokens.Store = (*Store)(nil)
+
+// New returns a store in db, choosing the SQL dialect from db.DriverName():
+// "sqlite3" (github.com/mattn/go-sqlite3), "postgres" (github.com/lib/pq)
+// or "pgx" (github.com/jackc/pgx/v5/stdlib). It does not touch the
+// database: call Migrate, or apply the schema with your own tool.
+func New(db *sqlx.DB) (*Store, error) {
+	if db == nil {
+		return nil, errors.New("sqlstore: nil database")
+	}
+	d, ok := dialectFor(db.DriverName())
+	if !ok {
+		return nil, fmt.Errorf("%w (got %q)", ErrUnsupportedDriver, db.DriverName())
+	}
+	return &Store{db: db, d: d, stmts: make(map[string]*sqlx.Stmt)}, nil
+}
+
+// Close releases the store's prepared statements. It does not close the
+// database, which belongs to the caller.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for query, stmt := range s.stmts {
+		errs = append(errs, stmt.Close())
+		delete(s.stmts, query)
+	}
+	return errors.Join(errs...)
+}
+
+// InsertKey implements tokens.Store.
+func (s *Store) InsertKey(ctx context.Context, rec *tokens.KeyRecord) error {
+	q := &s.d.q
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		_, err := s.exec(ctx, tx, q.insertKey,
+			rec.ID, rec.Account, rec.Name, rec.Active, s.d.time(rec.CreatedAt))
+		if err != nil {
+			return err
+		}
+		if err := s.insertToken(ctx, tx, rec.ID, slotCurrent, &rec.Current); err != nil {
+			return err
+		}
+		if rec.HasOld {
+			if err := s.insertToken(ctx, tx, rec.ID, slotOld, &rec.Old); err != nil {
+				return err
+			}
+		}
+		if rec.HasLink {
+			if _, err := s.exec(ctx, tx, q.insertLink, s.linkArgs(rec)...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return s.fail("insert key", err)
+	}
+	rec.Version = 1
+	return nil
+}
+
+// Key implements tokens.Store. It reads the key, its tokens and its link
+// with one prepared SELECT.
+func (s *Store) Key(ctx context.Context, id string) (tokens.KeyRecord, error) {
+	stmt, err := s.stmt(ctx, s.d.q.selectKey)
+	if err != nil {
+		return tokens.KeyRecord{}, s.fail("key", err)
+	}
+	rec, err := scanKey(stmt.QueryRowContext(ctx, id))
+	if err != nil {
+		return tokens.KeyRecord{}, s.fail("key", err)
+	}
+	return rec, nil
+}
+
+// KeyByLink implements tokens.Store with one prepared SELECT.
+func (s *Store) KeyByLink(ctx context.Context, link tokens.Digest) (tokens.KeyRecord, error) {
+	stmt, err := s.stmt(ctx, s.d.q.selectKeyByLink)
+	if err != nil {
+		return tokens.KeyRecord{}, s.fail("key by link", err)
+	}
+	rec, err := scanKey(stmt.QueryRowContext(ctx, link[:]))
+	if err != nil {
+		return tokens.KeyRecord{}, s.fail("key by link", err)
+	}
+	return rec, nil
+}
+
+// Keys implements tokens.Store with one prepared SELECT.
+func (s *Store) Keys(ctx context.Context, account string) ([]tokens.KeyRecord, error) {
+	recs, err := s.keys(ctx, account)
+	if err != nil {
+		return nil, s.fail("keys", err)
+	}
+	return recs, nil
+}
+
+func (s *Store) keys(ctx context.Context, account string) ([]tokens.KeyRecord, error) {
+	rows, err := s.query(ctx, nil, s.d.q.selectKeys, account)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	recs := []tokens.KeyRecord{}
+	for rows.Next() {
+		rec, err := scanKey(rows)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, rec)
+	}
+	return recs, rows.Err()
+}
+
+// UpdateKey implements tokens.Store. In one transaction it swaps the key's
+// row on its version, then writes the token rows that changed and the
+// link. The stored token rows are read before the swap on PostgreSQL,
+// which locks them in the order every writer follows (see
+// dialect.rowLocks), and after it on SQLite, where a transaction's first
+// statement must be a write so that a deferred transaction takes the
+// write lock at once.
+func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		var stored [2]storedToken
+		var err error
+		if s.d.rowLocks {
+			if stored, err = s.lockTokens(ctx, tx, rec.ID); err != nil {
+				return err
+			}
+		}
+		n, err := s.exec(ctx, tx, s.d.q.casKey, rec.Name, rec.Active, rec.ID, rec.Version)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return s.conflictOrMissing(ctx, tx, rec.ID)
+		}
+		if !s.d.rowLocks {
+			if stored, err = s.lockTokens(ctx, tx, rec.ID); err != nil {
+				return err
+			}
+		}
+		if err := s.writeTokens(ctx, tx, rec, stored); err != nil {
+			return err
+		}
+		if rec.HasLink {
+			_, err = s.exec(ctx, tx, s.d.q.upsertLink, s.linkArgs(rec)...)
+		} else {
+			_, err = s.exec(ctx, tx, s.d.q.deleteLink, rec.ID)
+		}
+		return err
+	})
+	if err != nil {
+		return s.fail("update key", err)
+	}
+	rec.Version++
+	return nil
+}
+
+// conflictOrMissing tells why a compare-and-swap of key id changed nothing.
+func (s *Store) conflictOrMissing(ctx context.Context, tx *sqlx.Tx, id string) error {
+	stmt, err := s.txStmt(ctx, tx, s.d.q.keyExists)
+	if err != nil {
+		return err
+	}
+	var one int
+	if err := stmt.QueryRowContext(ctx, id).Scan(&one); err != nil {
+		return err // sql.ErrNoRows: the key does not exist
+	}
+	return tokens.ErrConflict
+}
+
+// DeleteKey implements tokens.Store. The key's token and link rows are
+// deleted with it: on PostgreSQL by the foreign keys' ON DELETE CASCADE,
+// once the token rows are locked as every writer does; on SQLite
+// explicitly, as its foreign keys are enforced only on connections that
+// enable them.
+func (s *Store) DeleteKey(ctx context.Context, id string) error {
+	q := &s.d.q
+	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if s.d.rowLocks {
+			if _, err := s.lockTokens(ctx, tx, id); err != nil {
+				return err
+			}
+		} else {
+			if _, err := s.exec(ctx, tx, q.deleteTokens, id); err != nil {
+				return err
+			}
+			if _, err := s.exec(ctx, tx, q.deleteLink, id); err != nil {
+				return err
+			}
+		}
+		n, err := s.exec(ctx, tx, q.deleteKey, id)
+		if err == nil && n == 0 {
+			err = tokens.ErrKeyNotFound
+		}
+		return err
+	})
+	if err != nil {
+		return s.fail("delete key", err)
+	}
+	return nil
+}
+
+// RecordUse implements tokens.Store: one statement on PostgreSQL, a
+// transaction of one or two on SQLite.
+func (s *Store) RecordUse(ctx context.Context, id string, token tokens.Digest, at, staleBefore time.Time) error {
+	usedAt, stale := s.d.time(at), s.d.time(staleBefore)
+	var err error
+	if s.d.q.recordUse != "" {
+		_, err = s.exec(ctx, nil, s.d.q.recordUse, id, token[:], usedAt, stale)
+	} else {
+		err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+			n, err := s.exec(ctx, tx, s.d.q.touchToken, usedAt, id, token[:], stale)
+			if err != nil || n == 0 {
+				return err
+			}
+			_, err = s.exec(ctx, tx, s.d.q.bumpVersion, id)
+			return err
+		})
+	}
+	if err != nil {
+		return s.fail("record use", err)
+	}
+	return nil
+}
+
+// ExpiredLinks implements tokens.Store, earliest expiry first.
+func (s *Store) ExpiredLinks(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	if limit <= 0 {
+		return []string{}, nil
+	}
+	ids, err := s.expiredLinks(ctx, now, limit)
+	if err != nil {
+		return nil, s.fail("expired links", err)
+	}
+	return ids, nil
+}
+
+func (s *Store) expiredLinks(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	rows, err := s.query(ctx, nil, s.d.q.expiredLinks, s.d.time(now), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	ids := []string{}
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
