@@ -100,6 +100,12 @@ func NewManager(store Store, opts ...Option) (*Manager, error) {
 	return &Manager{store: store, cfg: cfg}, nil
 }
 
+// ShareBaseURL returns the base of the Manager's share links, as given to
+// WithShareBaseURL: the place to mount a handler for them.
+func (m *Manager) ShareBaseURL() string {
+	return m.cfg.shareBase
+}
+
 // CreateKey makes an active key with a current token and returns the share
 // link that reveals the token (R1).
 func (m *Manager) CreateKey(ctx context.Context, spec KeySpec) (*Key, *ShareLink, error) {

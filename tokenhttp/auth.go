@@ -1,0 +1,266 @@
+package tokenhttp
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/keyrenew/tokens"
+)
+
+// The headers Authenticate reads unless WithKeyIDHeader or WithTokenHeader
+// name others.
+const (
+	DefaultKeyIDHeader = "X-API-Key-ID"
+	DefaultTokenHeader = "X-API-Token"
+)
+
+// ErrMissingCredentials is what Authenticate passes to its ErrorHandler
+// when a request carries no key ID or no token. It is also a
+// tokens.ErrInvalidCredentials, so that one errors.Is test covers every
+// request that deserves a 401.
+var ErrMissingCredentials error = &credentialsError{"tokenhttp: missing credentials"}
+
+type credentialsError struct{ msg string }
+
+func (e *credentialsError) Error() string { return e.msg }
+func (e *credentialsError) Unwrap() error { return tokens.ErrInvalidCredentials }
+
+// An ErrorHandler writes the response to a request that Authenticate
+// refused. err is one of:
+//
+//   - an error matching tokens.ErrInvalidCredentials (ErrMissingCredentials,
+//     tokens.ErrMalformedToken or tokens.ErrInvalidCredentials itself): the
+//     request deserves a 401, and Authenticate has already set the
+//     WWW-Authenticate header;
+//   - tokens.ErrKeyInactive: the credentials are right but the key is
+//     deactivated, a 403;
+//   - any other error, from the store or the request's context: a 500.
+//
+// err never holds a secret, but it may hold store details that a client
+// should not see. An ErrorHandler must not echo the request's headers.
+type ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
+
+// An AuthOption configures Authenticate.
+type AuthOption func(*authenticator) error
+
+// WithKeyIDHeader sets the request header that carries the key ID. The
+// default is DefaultKeyIDHeader.
+func WithKeyIDHeader(name string) AuthOption {
+	return func(a *authenticator) error {
+		if !validHeaderName(name) {
+			return fmt.Errorf("tokenhttp: WithKeyIDHeader: %q is not a header name", name)
+		}
+		a.keyIDHeader = http.CanonicalHeaderKey(name)
+		return nil
+	}
+}
+
+// WithTokenHeader sets the request header that carries the token. The
+// default is DefaultTokenHeader.
+func WithTokenHeader(name string) AuthOption {
+	return func(a *authenticator) error {
+		if !validHeaderName(name) {
+			return fmt.Errorf("tokenhttp: WithTokenHeader: %q is not a header name", name)
+		}
+		a.tokenHeader = http.CanonicalHeaderKey(name)
+		return nil
+	}
+}
+
+// WithBearer also accepts "Authorization: Bearer <key ID>:<token>" from
+// requests that carry neither the key ID header nor the token header, for
+// clients that can set only the Authorization header.
+func WithBearer() AuthOption {
+	return func(a *authenticator) error {
+		a.bearer = true
+		return nil
+	}
+}
+
+// WithErrorHandler replaces the default JSON error responses.
+func WithErrorHandler(h ErrorHandler) AuthOption {
+	return func(a *authenticator) error {
+		if h == nil {
+			return errors.New("tokenhttp: WithErrorHandler: handler is nil")
+		}
+		a.onError = h
+		return nil
+	}
+}
+
+type authenticator struct {
+	m           *tokens.Manager
+	keyIDHeader string
+	tokenHeader string
+	bearer      bool
+	onError     ErrorHandler
+}
+
+// Authenticate returns middleware that lets a request through only if it
+// carries the ID and token of an active key, which Manager.Verify checks.
+// The key ID is read from the X-API-Key-ID header and the token from
+// X-API-Token, unless options say otherwise.
+//
+// The next handler gets the *tokens.Key from KeyFromContext, and a request
+// whose token header (or, with WithBearer, Authorization header) is
+// removed, so that handlers that log or forward headers cannot leak the
+// token.
+//
+// A refused request gets, unless WithErrorHandler says otherwise, a JSON
+// body {"error": code, "message": text} that never repeats what the client
+// sent:
+//
+//   - 401 invalid_credentials, with a WWW-Authenticate challenge, when a
+//     header is missing or the key ID and token do not match an existing
+//     key;
+//   - 403 key_inactive when they match a deactivated key;
+//   - 500 internal_error when the store fails.
+//
+// Authenticate panics if m is nil or an option is invalid: both are
+// programming errors, found when the server starts.
+func Authenticate(m *tokens.Manager, opts ...AuthOption) func(http.Handler) http.Handler {
+	if m == nil {
+		panic("tokenhttp: Authenticate: Manager is nil")
+	}
+	a := &authenticator{m: m, keyIDHeader: DefaultKeyIDHeader, tokenHeader: DefaultTokenHeader}
+	for _, opt := range opts {
+		if opt == nil {
+			panic("tokenhttp: Authenticate: nil option")
+		}
+		if err := opt(a); err != nil {
+			panic(err.Error())
+		}
+	}
+	if a.keyIDHeader == a.tokenHeader {
+		panic("tokenhttp: Authenticate: the key ID and the token need two different headers")
+	}
+	if a.onError == nil {
+		a.onError = a.writeError
+	}
+	return func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			keyID, token, fromBearer, err := a.credentials(r)
+			if err == nil {
+				var key *tokens.Key
+				key, err = a.m.Verify(r.Context(), keyID, token)
+				if err == nil {
+					next.ServeHTTP(w, a.authenticated(r, key, fromBearer))
+					return
+				}
+			}
+			if errors.Is(err, tokens.ErrInvalidCredentials) {
+				w.Header().Set("WWW-Authenticate", a.challenge())
+			}
+			a.onError(w, r, err)
+		})
+	}
+}
+
+// credentials reads the key ID and token of r. A request with either
+// header uses the headers; only a request with neither falls back to the
+// Authorization header.
+func (a *authenticator) credentials(r *http.Request) (keyID, token string, fromBearer bool, err error) {
+	keyID, token = r.Header.Get(a.keyIDHeader), r.Header.Get(a.tokenHeader)
+	switch {
+	case keyID != "" && token != "":
+		return keyID, token, false, nil
+	case keyID != "" || token != "" || !a.bearer:
+		return "", "", false, ErrMissingCredentials
+	}
+	scheme, creds, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", "", false, ErrMissingCredentials
+	}
+	keyID, token, ok = strings.Cut(strings.TrimSpace(creds), ":")
+	if !ok || keyID == "" || token == "" {
+		return "", "", false, tokens.ErrInvalidCredentials
+	}
+	return keyID, token, true, nil
+}
+
+func (a *authenticator) authenticated(r *http.Request, key *tokens.Key, fromBearer bool) *http.Request {
+	r = r.WithContext(ContextWithKey(r.Context(), key))
+	r.Header = r.Header.Clone()
+	if fromBearer {
+		r.Header.Del("Authorization")
+	} else {
+		r.Header.Del(a.tokenHeader)
+	}
+	return r
+}
+
+func (a *authenticator) challenge() string {
+	c := fmt.Sprintf("APIKey key_id_header=%q, token_header=%q", a.keyIDHeader, a.tokenHeader)
+	if a.bearer {
+		c += ", Bearer"
+	}
+	return c
+}
+
+func (a *authenticator) writeError(w http.ResponseWriter, _ *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrMissingCredentials):
+		how := fmt.Sprintf("send the key ID in the %s header and the token in the %s header", a.keyIDHeader, a.tokenHeader)
+		if a.bearer {
+			how += ", or Authorization: Bearer <key ID>:<token>"
+		}
+		writeJSONError(w, http.StatusUnauthorized, "invalid_credentials", how)
+	case errors.Is(err, tokens.ErrInvalidCredentials):
+		writeJSONError(w, http.StatusUnauthorized, "invalid_credentials", "the key ID or the token is wrong")
+	case errors.Is(err, tokens.ErrKeyInactive):
+		writeJSONError(w, http.StatusForbidden, "key_inactive", "the key is deactivated")
+	default:
+		writeJSONError(w, http.StatusInternalServerError, "internal_error", "authentication is unavailable, try again later")
+	}
+}
+
+func writeJSONError(w http.ResponseWriter, status int, code, message string) {
+	body, err := json.Marshal(struct {
+		Error   string `json:"error"`
+		Message string `json:"message"`
+	}{code, message})
+	if err != nil {
+		panic("tokenhttp: encoding an error body: " + err.Error()) // two strings always encode
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(body, '\n'))
+}
+
+type contextKey struct{}
+
+// ContextWithKey returns a copy of ctx that carries key, as Authenticate
+// gives it to the next handler. It lets tests of such handlers do without
+// the middleware.
+func ContextWithKey(ctx context.Context, key *tokens.Key) context.Context {
+	return context.WithValue(ctx, contextKey{}, key)
+}
+
+// KeyFromContext returns the key that Authenticate verified for the
+// request whose context is ctx, and false if there is none.
+func KeyFromContext(ctx context.Context) (*tokens.Key, bool) {
+	key, ok := ctx.Value(contextKey{}).(*tokens.Key)
+	return key, ok && key != nil
+}
+
+// validHeaderName reports whether name is an HTTP field name (an RFC 9110
+// token).
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
