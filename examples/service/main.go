@@ -1,0 +1,59 @@
+// Command service is the README's complete program: an HTTP service that
+// keeps its API keys in SQLite, authenticates its API with them and serves
+// the single-access link pages that hand new tokens over.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"net/http"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/mattn/go-sqlite3" // the application picks the driver
+
+	"github.com/keyrenew/tokens"
+	"github.com/keyrenew/tokens/store/sqlstore"
+	"github.com/keyrenew/tokens/tokenhttp"
+)
+
+func main() {
+	ctx := context.Background()
+	db := sqlx.MustOpen("sqlite3", "file:tokens.db?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate")
+	store, err := sqlstore.New(db)
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := store.Migrate(ctx); err != nil { // idempotent
+		log.Fatal(err)
+	}
+	m, err := tokens.NewManager(store,
+		tokens.WithShareBaseURL("http://127.0.0.1:8080/credentials/"), // https in production
+		tokens.WithAlertAfter(6),
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	// An operator issues a key; its token reaches the integration through
+	// a link that reveals it once, within 24 hours.
+	key, link, err := m.CreateKey(ctx, tokens.KeySpec{Account: "acme", Name: "erp-sync"})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("key %s: send this link to its owner: %s\n", key.ID, link.URL)
+
+	links, err := tokenhttp.NewLinkHandler(m)
+	if err != nil {
+		log.Fatal(err)
+	}
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, _ := tokenhttp.KeyFromContext(r.Context())
+		fmt.Fprintf(w, "hello, %s\n", key.Name)
+	})
+
+	mux := http.NewServeMux()
+	mux.Handle("/credentials/", links)                 // the path of the share base URL
+	mux.Handle("/api/", tokenhttp.Authenticate(m)(api)) // X-API-Key-ID and X-API-Token headers
+	log.Fatal(http.ListenAndServe("127.0.0.1:8080", mux))
+}
