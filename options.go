@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -143,12 +144,14 @@ func checkShareBase(base string) error {
 		return bad("must be an absolute URL with a host")
 	case !strings.HasSuffix(base, "/"):
 		return bad(`must end with "/"`)
-	case base != u.Scheme+"://"+u.Host+u.EscapedPath():
-		return bad("must be in canonical form: lowercase scheme and host, no escapes or empty segments")
+	case base != u.Scheme+"://"+u.Host+u.Path || !plainPath(u.Path):
+		return bad("must be in canonical form: lowercase scheme and host, a path of letters, digits and -._~ only")
 	case strings.Contains(u.Path, "//") || strings.Contains(u.Path, "/./") || strings.Contains(u.Path, "/../"):
 		return bad("must not contain empty or dot path segments")
 	case !asciiHost(u.Hostname()):
-		return bad("host must be lowercase ASCII (use the punycode form of an international name)")
+		return bad("host must be lowercase ASCII with no empty labels (use the punycode form of an international name)")
+	case !validPort(u):
+		return bad("port must be a number from 1 to 65535")
 	}
 	switch u.Scheme {
 	case "https":
@@ -164,13 +167,39 @@ func checkShareBase(base string) error {
 }
 
 func asciiHost(host string) bool {
-	for i := 0; i < len(host); i++ {
-		c := host[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == ':') {
+	if ip := net.ParseIP(host); ip != nil {
+		return true
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func plainPath(path string) bool {
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; base62Index[c] < 0 && !strings.ContainsRune("/-._~", rune(c)) {
 			return false
 		}
 	}
-	return host != ""
+	return true
+}
+
+// validPort accepts no port, or one from 1 to 65535; u.Port() alone lets
+// "host:" and "host:99999" through.
+func validPort(u *url.URL) bool {
+	if !strings.Contains(strings.TrimPrefix(u.Host, "["+u.Hostname()+"]"), ":") {
+		return true
+	}
+	port, err := strconv.Atoi(u.Port())
+	return err == nil && port >= 1 && port <= 65535 && u.Port()[0] != '0'
 }
 
 func loopbackHost(host string) bool {

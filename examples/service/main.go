@@ -53,7 +53,7 @@ func main() {
 	})
 
 	mux := http.NewServeMux()
-	mux.Handle("/credentials/", links)                 // the path of the share base URL
+	mux.Handle("/credentials/", links)                  // the path of the share base URL
 	mux.Handle("/api/", tokenhttp.Authenticate(m)(api)) // X-API-Key-ID and X-API-Token headers
 	log.Fatal(http.ListenAndServe("127.0.0.1:8080", mux))
 }
