@@ -37,6 +37,8 @@ type ShareLink struct {
 
 // Credentials are what a share link reveals: the key ID and its token. fmt
 // and slog print the token redacted (S4); the field itself stays readable.
+// encoding/json does not redact it: it is meant for the one response that
+// hands the token over.
 type Credentials struct {
 	KeyID string
 	Token string
