@@ -4,9 +4,15 @@
 package testenv
 
 import (
+	"crypto/rand"
+	"database/sql"
+	"net/url"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
+
+	_ "github.com/lib/pq" // for PostgresSchema
 )
 
 // PostgresEnv names the variable holding the PostgreSQL URL for tests,
@@ -51,4 +57,34 @@ func unavailable(t testing.TB, why string) {
 		t.Fatalf("%s; CI requires it", why)
 	}
 	t.Skip(why)
+}
+
+// PostgresSchema creates an empty schema for t and returns a URL whose
+// search_path points at it, for the lib/pq and pgx drivers alike. The
+// schema is dropped when t ends.
+func PostgresSchema(t testing.TB) string {
+	t.Helper()
+	base := Postgres(t)
+	db, err := sql.Open("postgres", base)
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(func() { db.Close() })
+	schema := "tokens_test_" + strings.ToLower(rand.Text()[:16])
+	if _, err := db.Exec("CREATE SCHEMA " + schema); err != nil {
+		t.Fatalf("testenv: create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := db.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
+			t.Errorf("testenv: drop schema: %v", err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("testenv: %s must be a postgres:// URL", PostgresEnv)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
 }
