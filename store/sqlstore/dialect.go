@@ -130,6 +130,16 @@ var postgres = func() *dialect {
 
 var sqlite = func() *dialect {
 	q := commonQueries
+	// A bare parameter compared with = in a query SQLite plans in full (a
+	// join, or an index it does not use whole) is marked "re-prepare when
+	// rebound" by the planner, and mattn/go-sqlite3 clears the bindings
+	// before every execution, which expires such a statement: each
+	// execution re-parsed and re-planned it, 5-10x the cost of the look-up.
+	// A CAST is not a bare parameter, and the indexes are used the same way.
+	q.selectKey = castParam(q.selectKey, "k.id = ?", "k.id = CAST(? AS TEXT)")
+	q.selectKeyByLink = castParam(q.selectKeyByLink, "l.digest = ?", "l.digest = CAST(? AS BLOB)")
+	q.selectKeys = castParam(q.selectKeys, "k.account = ?", "k.account = CAST(? AS TEXT)")
+	q.selectTokens = castParam(q.selectTokens, "key_id = ?", "key_id = CAST(? AS TEXT)")
 	q.touchToken = `UPDATE tokens_tokens SET last_used_at = ?
 	WHERE key_id = ? AND digest = ? AND (last_used_at IS NULL OR last_used_at <= ?)`
 	q.bumpVersion = `UPDATE tokens_keys SET version = version + 1 WHERE id = ?`
@@ -155,6 +165,16 @@ func rebind(q queries, bindType int) queries {
 }
 
 // dialectFor picks the dialect of a database/sql driver name.
+// castParam rewrites the comparison bare in query as cast; it panics at
+// start-up if the query no longer has it, so the rewrite cannot silently
+// stop applying.
+func castParam(query, bare, cast string) string {
+	if !strings.Contains(query, bare) {
+		panic("sqlstore: query lacks " + bare)
+	}
+	return strings.Replace(query, bare, cast, 1)
+}
+
 func dialectFor(driverName string) (*dialect, bool) {
 	switch driverName {
 	case "sqlite3":
