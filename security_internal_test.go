@@ -4,6 +4,8 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/sha256"
+	"hash/crc32"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -64,4 +66,10 @@ func openWith(key []byte, rec *KeyRecord) error {
 	ns := aead.NonceSize()
 	_, err = aead.Open(nil, rec.Link.Sealed[:ns], rec.Link.Sealed[ns:], []byte(sealAADTag+rec.ID))
 	return err
+}
+
+func TestCRC32OfMatchesHashCRC32(t *testing.T) {
+	for _, s := range []string{"", "a", "tok_" + strings.Repeat("Zz9", 20), strings.Repeat("x", 200)} {
+		require.Equal(t, crc32.ChecksumIEEE([]byte(s)), crc32Of(s), "%q", s)
+	}
 }

@@ -99,20 +99,49 @@ func wellFormedToken(token string) bool {
 	if under < 1 || head[under] != '_' || !validPrefix(head[:under]) || !isBase62(token[under+1:]) {
 		return false
 	}
-	var want [checksumLen]byte
-	writeChecksum(&want, crc32Of(head))
-	return string(want[:]) == token[n-checksumLen:]
+	return decodeChecksum(token[n-checksumLen:]) == uint64(crc32Of(head))
 }
 
-// crc32Of and tokenDigest copy a string into a stack buffer rather than
-// convert it, so that the Verify path does not allocate.
-func crc32Of(s string) uint32 {
-	var buf [maxTokenLen]byte
-	if len(s) > len(buf) {
-		return crc32.ChecksumIEEE([]byte(s))
+// decodeChecksum reads checksumLen base62 characters as a number. Each
+// number has one fixed-width encoding, so comparing numbers compares
+// encodings, without the divisions of encoding.
+func decodeChecksum(s string) uint64 {
+	var v uint64
+	for i := 0; i < len(s); i++ {
+		v = v*uint64(len(alphabet)) + uint64(base62Index[s[i]])
 	}
-	return crc32.ChecksumIEEE(buf[:copy(buf[:], s)])
+	return v
 }
+
+// crc32Of is the IEEE CRC32 of s, slicing by 8 as hash/crc32's portable
+// code does. hash/crc32 itself dispatches through a function variable,
+// which makes any buffer handed to it escape: Verify would allocate for
+// every token it checks.
+func crc32Of(s string) uint32 {
+	t := &crc32Slicing8
+	crc := ^uint32(0)
+	for ; len(s) >= 8; s = s[8:] {
+		crc ^= uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+		crc = t[0][s[7]] ^ t[1][s[6]] ^ t[2][s[5]] ^ t[3][s[4]] ^
+			t[4][crc>>24] ^ t[5][crc>>16&0xff] ^ t[6][crc>>8&0xff] ^ t[7][crc&0xff]
+	}
+	for i := 0; i < len(s); i++ {
+		crc = t[0][byte(crc)^s[i]] ^ crc>>8
+	}
+	return ^crc
+}
+
+var crc32Slicing8 = func() (t [8][256]uint32) {
+	t[0] = *crc32.IEEETable
+	for i := range 256 {
+		crc := t[0][i]
+		for j := 1; j < 8; j++ {
+			crc = t[0][crc&0xff] ^ crc>>8
+			t[j][i] = crc
+		}
+	}
+	return t
+}()
 
 // validKeyID reports whether id could be a key ID: 1 to 64 URL-safe
 // characters. Prefixes may change over a key's life, so only the form is
@@ -139,7 +168,9 @@ func isBase62(s string) bool {
 }
 
 // tokenDigest is what the store keeps of a token (S2). Tokens carry 256
-// random bits, so a fast hash is safe: there is nothing to brute-force.
+// random bits, so a fast hash is safe: there is nothing to brute-force. The
+// token is copied into a stack buffer rather than converted, so that the
+// Verify path does not allocate.
 func tokenDigest(token string) Digest {
 	var buf [maxTokenLen]byte
 	if len(token) > len(buf) {

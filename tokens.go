@@ -347,12 +347,12 @@ func (m *Manager) key(rec *KeyRecord, now time.Time) *Key {
 func (m *Manager) alert(ref, now time.Time) AlertLevel {
 	ref = ref.UTC()
 	switch {
-	case !now.Before(ref.AddDate(0, m.cfg.alertAfter+3, 0)):
-		return AlertCritical
-	case !now.Before(ref.AddDate(0, m.cfg.alertAfter, 0)):
+	case now.Before(ref.AddDate(0, m.cfg.alertAfter, 0)):
+		return AlertNone // most tokens: one date computation
+	case now.Before(ref.AddDate(0, m.cfg.alertAfter+3, 0)):
 		return AlertWarning
 	default:
-		return AlertNone
+		return AlertCritical
 	}
 }
 

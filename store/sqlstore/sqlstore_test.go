@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"encoding/hex"
 	"fmt"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -200,23 +199,7 @@ func sqliteDSN(params string) func(t *testing.T) string {
 // postgresDSN makes a schema of its own for t, dropped when t ends, and
 // returns TOKENS_TEST_POSTGRES with search_path set to it.
 func postgresDSN(t *testing.T) string {
-	base := testenv.Postgres(t)
-	schema := "tokens_test_" + rand.Text()[:16]
-	schema = strings.ToLower(schema)
-	admin := open(t, "postgres", base)
-	_, err := admin.ExecContext(t.Context(), "CREATE SCHEMA "+schema)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		// t.Context() is done by now.
-		_, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE")
-		require.NoError(t, err)
-	})
-	u, err := url.Parse(base)
-	require.NoError(t, err, "TOKENS_TEST_POSTGRES must be a postgres:// URL")
-	query := u.Query()
-	query.Set("search_path", schema)
-	u.RawQuery = query.Encode()
-	return u.String()
+	return testenv.PostgresSchema(t)
 }
 
 // open opens a handle to dsn, closed when t ends.
