@@ -45,7 +45,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if s.d == sqlite {
 		err = s.inImmediateTx(ctx, apply)
 	} else {
-		err = s.inTx(ctx, func(tx *sqlx.Tx) error {
+		err = s.inUnpreparedTx(ctx, func(tx *sqlx.Tx) error {
 			if _, err := tx.ExecContext(ctx, s.d.q.lockMigrations); err != nil {
 				return err
 			}

@@ -183,8 +183,21 @@ func (c *timeColumn) Scan(src any) error {
 	return nil
 }
 
-// inTx runs fn in a transaction, committed if fn returns nil.
+// inTx runs fn in a transaction, committed if fn returns nil. The
+// statements a transaction runs are prepared before it begins: preparing
+// one inside it would take a second connection from the pool while the
+// transaction holds one, which a pool limited by SetMaxOpenConns may never
+// give, and would wait on other connections while holding row locks.
 func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	if err := s.prepareTxStatements(ctx); err != nil {
+		return err
+	}
+	return s.inUnpreparedTx(ctx, fn)
+}
+
+// inUnpreparedTx runs fn in a transaction, committed if fn returns nil; fn
+// prepares no statement of the store.
+func (s *Store) inUnpreparedTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return err
@@ -194,6 +207,29 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// prepareTxStatements prepares every statement that runs in a transaction,
+// once.
+func (s *Store) prepareTxStatements(ctx context.Context) error {
+	if s.txReady.Load() {
+		return nil
+	}
+	q := &s.d.q
+	for _, query := range []string{
+		q.insertKey, q.casKey, q.deleteKey, q.keyExists,
+		q.selectTokens, q.insertToken, q.updateToken, q.deleteToken, q.deleteTokens,
+		q.insertLink, q.upsertLink, q.deleteLink, q.touchToken, q.bumpVersion,
+	} {
+		if query == "" {
+			continue
+		}
+		if _, err := s.stmt(ctx, query); err != nil {
+			return err
+		}
+	}
+	s.txReady.Store(true)
+	return nil
 }
 
 // stmt returns query prepared on the database. Statements are prepared on
@@ -211,12 +247,18 @@ func (s *Store) stmt(ctx context.Context, query string) (*sqlx.Stmt, error) {
 		return nil, err
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if prev, ok := s.stmts[query]; ok { // prepared concurrently
+	prev, dup := s.stmts[query]
+	if !dup {
+		s.stmts[query] = stmt
+	}
+	s.mu.Unlock()
+	if dup { // prepared concurrently
+		// Close waits for the connection stmt was prepared on to finish
+		// the statement it runs, which may wait for a row lock: never
+		// under s.mu, which every statement of the store takes.
 		_ = stmt.Close()
 		return prev, nil
 	}
-	s.stmts[query] = stmt
 	return stmt, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -22,8 +23,9 @@ type Store struct {
 	db *sqlx.DB
 	d  *dialect
 
-	mu    sync.Mutex
-	stmts map[string]*sqlx.Stmt
+	mu      sync.Mutex
+	stmts   map[string]*sqlx.Stmt
+	txReady atomic.Bool // the statements of transactions are prepared
 }
 
 var _ tokens.Store = (*Store)(nil)
@@ -48,6 +50,7 @@ func New(db *sqlx.DB) (*Store, error) {
 func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.txReady.Store(false)
 	var errs []error
 	for query, stmt := range s.stmts {
 		errs = append(errs, stmt.Close())
