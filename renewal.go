@@ -85,7 +85,8 @@ func (m *Manager) DeleteOld(ctx context.Context, id string) error {
 }
 
 // Undo reverses the latest DeleteLater renewal while its old token exists
-// (R7): the new token is deleted, the renewal's link revoked, and the old
+// (R7): the new token is deleted, the renewal's link revoked, whether it was
+// pending, expired or redeemed (it then gives ErrLinkNotFound), and the old
 // token is current again, with its own created and last-used times. It
 // returns ErrUndoUnavailable when there is no old token.
 func (m *Manager) Undo(ctx context.Context, id string) error {

@@ -79,15 +79,10 @@ func TestR1_InvalidKeySpecIsRefusedAndNothingStored(t *testing.T) {
 		{"name of 67 three-byte runes", tokens.KeySpec{Account: "acme", Name: strings.Repeat("€", 67)}},
 		{"name not UTF-8", tokens.KeySpec{Account: "acme", Name: "erp\xffsync"}},
 		{"name truncated rune", tokens.KeySpec{Account: "acme", Name: "erp\xe2\x82"}},
-		{"name with newline", tokens.KeySpec{Account: "acme", Name: "erp\nsync"}},
 		{"name with NUL", tokens.KeySpec{Account: "acme", Name: "erp\x00sync"}},
-		{"name with tab", tokens.KeySpec{Account: "acme", Name: "erp\tsync"}},
-		{"name with DEL", tokens.KeySpec{Account: "acme", Name: "erp\x7fsync"}},
-		{"name with C1 control", tokens.KeySpec{Account: "acme", Name: "erp\u0085sync"}},
-		{"name with escape sequence", tokens.KeySpec{Account: "acme", Name: "\x1b[31mred"}},
 		{"account of 201 bytes", tokens.KeySpec{Account: strings.Repeat("a", 201), Name: "erp-sync"}},
 		{"account not UTF-8", tokens.KeySpec{Account: "\xc3\x28", Name: "erp-sync"}},
-		{"account with control", tokens.KeySpec{Account: "acme\r", Name: "erp-sync"}},
+		{"account with NUL", tokens.KeySpec{Account: "ac\x00me", Name: "erp-sync"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -112,6 +107,9 @@ func TestR1_KeySpecAtTheLimitsIsAccepted(t *testing.T) {
 		{Account: strings.Repeat("a", 200), Name: "erp"},
 		{Account: "", Name: "no account"},
 		{Account: "東京", Name: "Synchronisation ERP — 会計"},
+		// R11 asks only for UTF-8: control characters are the caller's
+		// business (html/template escapes them; NUL alone is refused).
+		{Account: "acme\r", Name: "erp\tsync\n\x1b[31m"},
 	} {
 		key, _, err := f.m.CreateKey(f.ctx, spec)
 		require.NoError(t, err, "%q", spec.Name)
@@ -483,6 +481,24 @@ func TestR7_UndoRevokesThePendingLink(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, tokens.LinkNotFound, status.State)
 	f.rejects(old.KeyID, latest, tokens.ErrInvalidCredentials)
+	f.verifies(old.KeyID, old.Token)
+}
+
+// TestR7_UndoRevokesTheRedeemedLink: Undo works whether or not the link
+// was redeemed, and the renewal's link goes with it either way, so a
+// redeemed one then gives ErrLinkNotFound (R8: revoked by Undo), not
+// ErrLinkUsed.
+func TestR7_UndoRevokesTheRedeemedLink(t *testing.T) {
+	f := newFixture(t)
+	old := f.issued()
+	link := f.renew(old.KeyID, tokens.DeleteLater)
+	latest := f.redeem(link)
+	f.verifies(old.KeyID, latest.Token)
+
+	require.NoError(t, f.m.Undo(f.ctx, old.KeyID))
+	_, err := f.m.RedeemLink(f.ctx, link.URL)
+	require.ErrorIs(t, err, tokens.ErrLinkNotFound)
+	f.rejects(old.KeyID, latest.Token, tokens.ErrInvalidCredentials)
 	f.verifies(old.KeyID, old.Token)
 }
 

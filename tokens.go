@@ -5,8 +5,8 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
-	"unicode"
 	"unicode/utf8"
 )
 
@@ -40,9 +40,10 @@ type TokenInfo struct {
 	LastUsedAt time.Time // zero if never used
 }
 
-// KeySpec is what CreateKey needs. Name is required: valid UTF-8 without
-// control characters, at most 200 bytes; it need not be unique. Account may
-// be empty and follows the same form.
+// KeySpec is what CreateKey needs. Name is required: valid UTF-8, at most
+// 200 bytes; it need not be unique. Account may be empty; it too must be
+// valid UTF-8 of at most 200 bytes. Neither may contain a NUL character,
+// which PostgreSQL cannot store.
 type KeySpec struct {
 	Account string
 	Name    string
@@ -377,11 +378,9 @@ func checkText(field, s string) error {
 		return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidKeySpec, field, maxNameLen)
 	case !utf8.ValidString(s):
 		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidKeySpec, field)
-	}
-	for _, r := range s {
-		if unicode.IsControl(r) {
-			return fmt.Errorf("%w: %s contains a control character", ErrInvalidKeySpec, field)
-		}
+	case strings.ContainsRune(s, 0):
+		// PostgreSQL cannot store a NUL character in text.
+		return fmt.Errorf("%w: %s contains a NUL character", ErrInvalidKeySpec, field)
 	}
 	return nil
 }

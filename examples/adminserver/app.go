@@ -137,6 +137,7 @@ func (a *app) confirm(action string) http.HandlerFunc {
 			return
 		}
 		page := confirmPage{Action: action, Key: key, Now: a.now()}
+		w.Header().Set("Cache-Control", "no-store")
 		if err := pages.ExecuteTemplate(w, "confirm.html", page); err != nil {
 			log.Printf("adminserver: render confirm: %v", err)
 		}
@@ -227,7 +228,7 @@ func (a *app) render(w http.ResponseWriter, r *http.Request, status int, page li
 func explain(err error) (string, int) {
 	switch {
 	case errors.Is(err, tokens.ErrRenewalPending):
-		return "This key was renewed and its new token has not been picked up yet. Wait until the link is opened or expires, or undo the renewal.", http.StatusConflict
+		return "The latest link of this key has not been opened yet. Wait until it is opened or expires (if this was a renewal, you can also undo it).", http.StatusConflict
 	case errors.Is(err, tokens.ErrOldTokenPending):
 		return "This key still has an old token. Delete the old token (or undo the renewal) before renewing again.", http.StatusConflict
 	case errors.Is(err, tokens.ErrNoOldToken):
@@ -237,7 +238,7 @@ func explain(err error) (string, int) {
 	case errors.Is(err, tokens.ErrKeyNotFound):
 		return "That key no longer exists.", http.StatusNotFound
 	case errors.Is(err, tokens.ErrInvalidKeySpec):
-		return "Give the key a name of at most 200 characters, without line breaks.", http.StatusBadRequest
+		return "Give the key a name of at most 200 bytes (about 200 letters, fewer for accented or non-Latin ones).", http.StatusBadRequest
 	default:
 		return "Something went wrong on our side; nothing was changed. Try again in a moment.", http.StatusInternalServerError
 	}

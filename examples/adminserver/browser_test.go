@@ -163,7 +163,7 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("renewing while the link is pending: status %d, want 409", status)
 		}
 		got := s.text("#error")
-		if !strings.Contains(got, "has not been picked up yet") || !strings.HasSuffix(got, ".") ||
+		if !strings.Contains(got, "has not been opened yet") || !strings.HasSuffix(got, ".") ||
 			strings.Contains(got, "Err") || strings.Contains(got, "tokens:") {
 			t.Errorf("error banner %q is not a plain sentence about the pending link", got)
 		}

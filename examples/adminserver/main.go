@@ -41,7 +41,7 @@ type config struct {
 
 func main() {
 	var cfg config
-	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "loopback address to listen on: the link pages are served over plain http, which tokens allows only on loopback")
 	flag.StringVar(&cfg.sqlite, "db", "tokens-admin.db", "SQLite database file")
 	flag.StringVar(&cfg.postgres, "postgres", os.Getenv("TOKENS_POSTGRES"), "PostgreSQL URL; overrides -db")
 	flag.StringVar(&cfg.account, "account", "acme", "account whose keys to manage")

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	// Only tests import testenv, so the driver stays out of the library.
 	_ "github.com/lib/pq" // for PostgresSchema
 )
 

@@ -55,6 +55,9 @@ func (s *Store) InsertKey(ctx context.Context, rec *tokens.KeyRecord) error {
 
 // Key implements tokens.Store.
 func (s *Store) Key(ctx context.Context, id string) (tokens.KeyRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return tokens.KeyRecord{}, err
+	}
 	s.mu.RLock()
 	rec, ok := s.keys[id]
 	s.mu.RUnlock()
@@ -67,6 +70,9 @@ func (s *Store) Key(ctx context.Context, id string) (tokens.KeyRecord, error) {
 
 // KeyByLink implements tokens.Store.
 func (s *Store) KeyByLink(ctx context.Context, link tokens.Digest) (tokens.KeyRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return tokens.KeyRecord{}, err
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	id, ok := s.byLink[link]
@@ -142,6 +148,9 @@ func (s *Store) DeleteKey(ctx context.Context, id string) error {
 
 // RecordUse implements tokens.Store.
 func (s *Store) RecordUse(ctx context.Context, id string, token tokens.Digest, at, staleBefore time.Time) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rec, ok := s.keys[id]

@@ -164,7 +164,6 @@ func rebind(q queries, bindType int) queries {
 	return q
 }
 
-// dialectFor picks the dialect of a database/sql driver name.
 // castParam rewrites the comparison bare in query as cast; it panics at
 // start-up if the query no longer has it, so the rewrite cannot silently
 // stop applying.
@@ -175,6 +174,7 @@ func castParam(query, bare, cast string) string {
 	return strings.Replace(query, bare, cast, 1)
 }
 
+// dialectFor picks the dialect of a database/sql driver name.
 func dialectFor(driverName string) (*dialect, bool) {
 	switch driverName {
 	case "sqlite3":
