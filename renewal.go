@@ -51,7 +51,7 @@ func (m *Manager) Renew(ctx context.Context, id string, opts RenewOptions) (*Sha
 			return ErrRenewalPending
 		}
 		switch {
-		case !rec.Current.Seen:
+		case !currentSeen(rec):
 			// R4: nobody ever had this token; an existing old token stays
 			// old, unless the caller deletes it now.
 			if opts.OldToken == DeleteNow {
@@ -70,6 +70,14 @@ func (m *Manager) Renew(ctx context.Context, id string, opts RenewOptions) (*Sha
 		return nil, err
 	}
 	return link, nil
+}
+
+// currentSeen reports whether the owner of rec's current token has had it
+// (R4, R5): its link was redeemed, or the key has no link, which happens
+// only when Undo restored a token its owner had all along. A link that
+// expired unredeemed leaves the token unseen.
+func currentSeen(rec *KeyRecord) bool {
+	return !rec.HasLink || !rec.Link.RedeemedAt.IsZero()
 }
 
 // DeleteOld deletes the key's old token, irreversibly (R6). It returns
@@ -95,9 +103,9 @@ func (m *Manager) Undo(ctx context.Context, id string) error {
 			return ErrUndoUnavailable
 		}
 		rec.Current = rec.Old
-		rec.Current.Seen = true // its owner has had it all along (R4)
 		rec.HasOld, rec.Old = false, TokenRecord{}
-		rec.HasLink, rec.Link = false, LinkRecord{}
+		rec.HasLink, rec.Link = false, LinkRecord{} // the restored token counts as seen
+
 		return nil
 	})
 }

@@ -104,7 +104,6 @@ func (m *Manager) RedeemLink(ctx context.Context, url string) (*Credentials, err
 		}
 		rec.Link.RedeemedAt = now
 		rec.Link.Sealed = nil
-		rec.Current.Seen = true
 		creds = &Credentials{KeyID: rec.ID, Token: token}
 		return nil
 	})

@@ -15,10 +15,6 @@ type TokenRecord struct {
 	Digest     Digest    // SHA-256 of the token
 	CreatedAt  time.Time // when the token was issued
 	LastUsedAt time.Time // zero until the first successful Verify
-	// Seen reports that the token's owner has had it: its link was
-	// redeemed, or Undo restored it. An unseen token is discarded by Renew
-	// once its link has expired (R4).
-	Seen bool
 }
 
 // LinkRecord is the stored form of a key's latest share link.

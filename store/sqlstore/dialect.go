@@ -48,8 +48,8 @@ type queries struct {
 }
 
 const keyColumns = `SELECT k.id, k.account, k.name, k.active, k.created_at, k.version,
-	c.digest, c.created_at, c.last_used_at, c.seen,
-	o.digest, o.created_at, o.last_used_at, o.seen,
+	c.digest, c.created_at, c.last_used_at,
+	o.digest, o.created_at, o.last_used_at,
 	l.digest, l.sealed, l.created_at, l.expires_at, l.redeemed_at`
 
 const tokenJoins = `
@@ -79,11 +79,11 @@ var commonQueries = queries{
 	WHERE id = ? AND version = ?`,
 	deleteKey: `DELETE FROM tokens_keys WHERE id = ?`,
 
-	selectTokens: `SELECT slot, digest, created_at, last_used_at, seen
+	selectTokens: `SELECT slot, digest, created_at, last_used_at
 	FROM tokens_tokens WHERE key_id = ? ORDER BY slot`,
-	insertToken: `INSERT INTO tokens_tokens (key_id, slot, digest, created_at, last_used_at, seen)
-	VALUES (?, ?, ?, ?, ?, ?)`,
-	updateToken: `UPDATE tokens_tokens SET created_at = ?, last_used_at = ?, seen = ?
+	insertToken: `INSERT INTO tokens_tokens (key_id, slot, digest, created_at, last_used_at)
+	VALUES (?, ?, ?, ?, ?)`,
+	updateToken: `UPDATE tokens_tokens SET created_at = ?, last_used_at = ?
 	WHERE key_id = ? AND slot = ?`,
 	deleteToken:  `DELETE FROM tokens_tokens WHERE key_id = ? AND slot = ?`,
 	deleteTokens: `DELETE FROM tokens_tokens WHERE key_id = ?`,

@@ -185,7 +185,7 @@ func TestCrossInstanceRedeemOnce(t *testing.T) {
 				rec, err := c.inst[1].st.Key(ctx, key.ID)
 				require.NoError(t, err)
 				require.Nil(t, rec.Link.Sealed, "a redeemed link keeps no sealed token")
-				require.True(t, rec.Current.Seen)
+				require.False(t, rec.Link.RedeemedAt.IsZero(), "the link is marked redeemed")
 				require.Equal(t, 1, tokenRows(t, c.inst[2].db, key.ID))
 			}
 		})

@@ -42,7 +42,7 @@ func (s *Store) lockTokens(ctx context.Context, tx *sqlx.Tx, id string) ([2]stor
 			tok    tokens.TokenRecord
 		)
 		err := rows.Scan(&slot, &digest,
-			(*timeColumn)(&tok.CreatedAt), (*timeColumn)(&tok.LastUsedAt), &tok.Seen)
+			(*timeColumn)(&tok.CreatedAt), (*timeColumn)(&tok.LastUsedAt))
 		if err != nil {
 			return stored, err
 		}
@@ -85,7 +85,7 @@ func (s *Store) writeTokens(ctx context.Context, tx *sqlx.Tx, rec *tokens.KeyRec
 			err = s.insertToken(ctx, tx, rec.ID, slots[i], tok)
 		case !sameToken(have.rec, tok):
 			_, err = s.exec(ctx, tx, s.d.q.updateToken,
-				s.d.time(tok.CreatedAt), s.d.nullTime(tok.LastUsedAt), tok.Seen, rec.ID, slots[i])
+				s.d.time(tok.CreatedAt), s.d.nullTime(tok.LastUsedAt), rec.ID, slots[i])
 		}
 		if err != nil {
 			return err
@@ -97,14 +97,13 @@ func (s *Store) writeTokens(ctx context.Context, tx *sqlx.Tx, rec *tokens.KeyRec
 // sameToken reports whether writing tok over the stored token would change
 // nothing, at the microsecond precision of the database.
 func sameToken(stored tokens.TokenRecord, tok *tokens.TokenRecord) bool {
-	return stored.Seen == tok.Seen &&
-		stored.CreatedAt.Equal(tok.CreatedAt.Truncate(time.Microsecond)) &&
+	return stored.CreatedAt.Equal(tok.CreatedAt.Truncate(time.Microsecond)) &&
 		stored.LastUsedAt.Equal(tok.LastUsedAt.Truncate(time.Microsecond))
 }
 
 func (s *Store) insertToken(ctx context.Context, tx *sqlx.Tx, id, slot string, tok *tokens.TokenRecord) error {
 	_, err := s.exec(ctx, tx, s.d.q.insertToken, id, slot, tok.Digest[:],
-		s.d.time(tok.CreatedAt), s.d.nullTime(tok.LastUsedAt), tok.Seen)
+		s.d.time(tok.CreatedAt), s.d.nullTime(tok.LastUsedAt))
 	return err
 }
 
@@ -123,21 +122,19 @@ func scanKey(row interface{ Scan(dest ...any) error }) (tokens.KeyRecord, error)
 	var (
 		rec                tokens.KeyRecord
 		current, old, link nullDigest
-		currentSeen        sql.NullBool
-		oldSeen            sql.NullBool
 	)
 	err := row.Scan(
 		&rec.ID, &rec.Account, &rec.Name, &rec.Active, (*timeColumn)(&rec.CreatedAt), &rec.Version,
-		&current, (*timeColumn)(&rec.Current.CreatedAt), (*timeColumn)(&rec.Current.LastUsedAt), &currentSeen,
-		&old, (*timeColumn)(&rec.Old.CreatedAt), (*timeColumn)(&rec.Old.LastUsedAt), &oldSeen,
+		&current, (*timeColumn)(&rec.Current.CreatedAt), (*timeColumn)(&rec.Current.LastUsedAt),
+		&old, (*timeColumn)(&rec.Old.CreatedAt), (*timeColumn)(&rec.Old.LastUsedAt),
 		&link, &rec.Link.Sealed, (*timeColumn)(&rec.Link.CreatedAt), (*timeColumn)(&rec.Link.ExpiresAt),
 		(*timeColumn)(&rec.Link.RedeemedAt),
 	)
 	if err != nil {
 		return tokens.KeyRecord{}, err
 	}
-	rec.Current.Digest, rec.Current.Seen = current.d, currentSeen.Bool
-	rec.Old.Digest, rec.Old.Seen, rec.HasOld = old.d, oldSeen.Bool, old.valid
+	rec.Current.Digest = current.d
+	rec.Old.Digest, rec.HasOld = old.d, old.valid
 	rec.Link.Digest, rec.HasLink = link.d, link.valid
 	return rec, nil
 }

@@ -24,12 +24,12 @@ var concurrencyTests = []test{
 		errs := concurrently(contenders, func(i int) error {
 			rec := loaded
 			rec.Name = writerName(i)
-			rec.Current.Seen = true
+			rec.Current.LastUsedAt = T0.Add(time.Duration(i) * time.Second)
 			return st.UpdateKey(t.Context(), &rec)
 		})
 		winner := requireOneWinner(t, errs, tokens.ErrConflict)
 		loaded.Name = writerName(winner)
-		loaded.Current.Seen = true
+		loaded.Current.LastUsedAt = T0.Add(time.Duration(winner) * time.Second)
 		loaded.Version = 2
 		requireStored(t, st, loaded)
 	}},
@@ -51,7 +51,7 @@ var concurrencyTests = []test{
 		require.Equal(t, strconv.Itoa(writers*increments), got.Name)
 		require.Equal(t, int64(1+writers*increments), got.Version)
 		require.Equal(t, rec.Active, got.Active, "toggled an even number of times")
-		require.Equal(t, rec.Current.Seen, got.Current.Seen, "toggled an even number of times")
+		require.Equal(t, rec.Current.CreatedAt, got.Current.CreatedAt, "toggled an even number of times")
 	}},
 	{"RecordUseDuringUpdates", func(t *testing.T, st tokens.Store) {
 		// Every RecordUse below is stale by the time it runs, so each must
@@ -201,13 +201,17 @@ func updateWithRetry(ctx context.Context, st tokens.Store, id string, change fun
 }
 
 // incrementName treats the key's name as a counter and adds one to it. It
-// also toggles the active flag and the current token's seen flag, so that
-// an update writes more than the key's own row.
+// also toggles the active flag and the current token's creation time, so
+// that an update writes more than the key's own row.
 func incrementName(rec *tokens.KeyRecord) {
 	n, _ := strconv.Atoi(rec.Name)
 	rec.Name = strconv.Itoa(n + 1)
 	rec.Active = !rec.Active
-	rec.Current.Seen = !rec.Current.Seen
+	if rec.Current.CreatedAt.Equal(T0) {
+		rec.Current.CreatedAt = T0.Add(time.Second)
+	} else {
+		rec.Current.CreatedAt = T0
+	}
 }
 
 func writerName(i int) string {

@@ -145,7 +145,6 @@ var keyByLinkTests = []test{
 	}},
 	{"RedeemedLinkStillFound", func(t *testing.T, st tokens.Store) {
 		rec := insert(t, st, NewRecord("k1"))
-		rec.Current.Seen = true
 		rec.Link.Sealed = nil
 		rec.Link.RedeemedAt = T0.Add(time.Hour)
 		rec = update(t, st, rec)

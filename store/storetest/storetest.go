@@ -67,7 +67,7 @@ func DigestOf(label string) tokens.Digest {
 }
 
 // NewRecord returns a record for key id as CreateKey would make it: an
-// active key whose current token is unseen and whose link is pending.
+// active key whose link is pending.
 // Digests and the sealed secret are derived from id, so records of distinct
 // IDs share none.
 func NewRecord(id string) tokens.KeyRecord {
@@ -102,14 +102,12 @@ func renewedRecord(id string) tokens.KeyRecord {
 		Digest:     rec.Current.Digest,
 		CreatedAt:  T0,
 		LastUsedAt: T0.Add(90 * 24 * time.Hour),
-		Seen:       true,
 	}
 	rec.HasOld = true
 	rec.Current = tokens.TokenRecord{
 		Digest:     DigestOf(id + "/token/2"),
 		CreatedAt:  T0.Add(91 * 24 * time.Hour),
 		LastUsedAt: T0.Add(91*24*time.Hour + 3*time.Hour + 7*time.Microsecond),
-		Seen:       true,
 	}
 	rec.Link = tokens.LinkRecord{
 		Digest:     DigestOf(id + "/link/2"),

@@ -26,7 +26,6 @@ var updateKeyTests = []test{
 			change func(rec *tokens.KeyRecord)
 		}{
 			{"redeem", func(rec *tokens.KeyRecord) {
-				rec.Current.Seen = true
 				rec.Link.Sealed = nil
 				rec.Link.RedeemedAt = T0.Add(time.Hour)
 			}},
@@ -63,7 +62,7 @@ var updateKeyTests = []test{
 				}
 			}},
 			{"add an old token", func(rec *tokens.KeyRecord) {
-				rec.Old = tokens.TokenRecord{Digest: DigestOf("k1/token/2"), CreatedAt: T0, Seen: true}
+				rec.Old = tokens.TokenRecord{Digest: DigestOf("k1/token/2"), CreatedAt: T0}
 				rec.HasOld = true
 			}},
 			{"swap current and old tokens", func(rec *tokens.KeyRecord) {

@@ -26,8 +26,6 @@ CREATE TABLE tokens_tokens (
     digest       bytea            NOT NULL UNIQUE CHECK (octet_length(digest) = 32),
     created_at   timestamptz      NOT NULL,
     last_used_at timestamptz,
-    -- The owner has had the token: its link was redeemed or Undo restored it.
-    seen         boolean          NOT NULL,
     PRIMARY KEY (key_id, slot)
 );
 

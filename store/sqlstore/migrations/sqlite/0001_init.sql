@@ -26,8 +26,6 @@ CREATE TABLE tokens_tokens (
     digest       BLOB    NOT NULL UNIQUE CHECK (length(digest) = 32),
     created_at   INTEGER NOT NULL,
     last_used_at INTEGER,
-    -- The owner has had the token: its link was redeemed or Undo restored it.
-    seen         INTEGER NOT NULL CHECK (seen IN (0, 1)),
     PRIMARY KEY (key_id, slot)
 ) STRICT;
 
