@@ -137,10 +137,7 @@ func (m *Manager) CreateKey(ctx context.Context, spec KeySpec) (*Key, *ShareLink
 
 // Key returns the key with the given ID, or ErrKeyNotFound.
 func (m *Manager) Key(ctx context.Context, id string) (*Key, error) {
-	if !validKeyID(id) {
-		return nil, ErrKeyNotFound
-	}
-	rec, err := m.store.Key(ctx, id)
+	rec, err := m.keyLoader(id)(ctx)
 	if err != nil {
 		return nil, storeError("key", err)
 	}
