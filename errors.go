@@ -47,6 +47,19 @@ var (
 	// ErrInvalidOption means an Option or RenewOptions value was refused.
 	ErrInvalidOption = errors.New("tokens: invalid option")
 
+	// ErrOutcomeUnknown means a change was sent to the store but the store
+	// could not say whether it committed (the connection was lost or the
+	// deadline hit during COMMIT), and the Manager could not find out
+	// either (R18). Look at the key before retrying.
+	ErrOutcomeUnknown = errors.New("tokens: outcome unknown: the change may or may not have been applied")
+	// ErrNilContext means a method was called with a nil context; nothing
+	// was read or written (R18).
+	ErrNilContext = errors.New("tokens: nil context")
+	// ErrLinkSealed means a pending share link does not open with this
+	// Manager's sealing secrets (S8): it was sealed under a secret the
+	// Manager is not given. The link stays pending.
+	ErrLinkSealed = errors.New("tokens: share link was sealed under a sealing secret this manager does not have")
+
 	// ErrConflict is returned by a Store when a conditional write finds the
 	// record changed since it was read. The Manager retries on it; it reaches
 	// callers only when retries are exhausted.
