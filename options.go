@@ -1,6 +1,7 @@
 package tokens
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/url"
@@ -20,6 +21,16 @@ type config struct {
 	linkTTL     time.Duration
 	tokenPrefix string
 	keyIDPrefix string
+	// sealingSecrets are WithSealingSecret's secrets, current first.
+	sealingSecrets [][]byte
+}
+
+// sealingSecret is the secret new links are sealed under; nil if none.
+func (c *config) sealingSecret() []byte {
+	if len(c.sealingSecrets) == 0 {
+		return nil
+	}
+	return c.sealingSecrets[0]
 }
 
 const (
@@ -118,6 +129,35 @@ func WithKeyIDPrefix(prefix string) Option {
 			return invalidOption("WithKeyIDPrefix: prefix must be 1 to 16 characters [a-z][a-z0-9]*")
 		}
 		cfg.keyIDPrefix = prefix
+		return nil
+	}
+}
+
+// WithSealingSecret mixes a server-side secret into the key each share
+// link's token is sealed under (S8), so that a copy of the database (a
+// backup, a replica, SQLite's -wal file, PostgreSQL's WAL) plus a link URL
+// (from a chat, browser history or a proxy log) yields no token: the URL
+// alone no longer opens the sealed copy that such places keep after the
+// wipe. Each secret is at least MinSealingSecretLen bytes, such as 32 bytes
+// from crypto/rand, kept outside the database (a secret manager or an
+// environment variable).
+//
+// New links are sealed under current. Links sealed under one of previous,
+// or before any secret was set, still redeem: to rotate, pass the new
+// secret as current and the old one as previous for at least the link TTL,
+// then drop the old one. A Manager that has none of the secrets a link was
+// sealed under cannot redeem it: RedeemLink gives ErrLinkSealed and the
+// link stays pending.
+func WithSealingSecret(current []byte, previous ...[]byte) Option {
+	return func(cfg *config) error {
+		secrets := [][]byte{}
+		for i, secret := range append([][]byte{current}, previous...) {
+			if len(secret) < MinSealingSecretLen {
+				return invalidOption(fmt.Sprintf("WithSealingSecret: secret %d is shorter than %d bytes", i, MinSealingSecretLen))
+			}
+			secrets = append(secrets, bytes.Clone(secret))
+		}
+		cfg.sealingSecrets = secrets
 		return nil
 	}
 }

@@ -20,7 +20,7 @@ func TestS2_LookupDigestIsNotTheSealKey(t *testing.T) {
 		linkID, err := randomBase62(linkIDLen)
 		require.NoError(t, err)
 		lookup := lookupDigest(linkID)
-		seal := deriveKey(linkID, sealLabel)
+		seal := sealKey(linkID, nil)
 		require.Len(t, seal, 32, "AES-256")
 		require.NotEqual(t, lookup[:], seal)
 		plainHash := sha256.Sum256([]byte(linkID))
@@ -32,10 +32,10 @@ func TestS2_LookupDigestIsNotTheSealKey(t *testing.T) {
 		token, err := newToken(DefaultTokenPrefix)
 		require.NoError(t, err)
 		rec := &KeyRecord{ID: "key_internal", Current: TokenRecord{Digest: tokenDigest(token)}}
-		rec.Link.Sealed, err = sealToken(linkID, rec.ID, token)
+		rec.Link.Sealed, err = sealToken(nil, linkID, rec.ID, token)
 		require.NoError(t, err)
 
-		got, err := openToken(linkID, rec)
+		got, err := openToken(nil, linkID, rec)
 		require.NoError(t, err)
 		require.Equal(t, token, got)
 
@@ -44,12 +44,12 @@ func TestS2_LookupDigestIsNotTheSealKey(t *testing.T) {
 
 		other, err := randomBase62(linkIDLen)
 		require.NoError(t, err)
-		_, err = openToken(other, rec)
+		_, err = openToken(nil, other, rec)
 		require.Error(t, err, "another link ID opens the sealed token")
 
 		moved := *rec
 		moved.ID = "key_other"
-		_, err = openToken(linkID, &moved)
+		_, err = openToken(nil, linkID, &moved)
 		require.Error(t, err, "a sealed token copied to another key opens")
 	}
 }

@@ -358,7 +358,16 @@ func TestS3_SecretsAreComparedInConstantTime(t *testing.T) {
 	require.Empty(t, violations)
 	verify := funcs["Verify"]
 	require.NotNil(t, verify, "no Verify function found")
-	require.True(t, callsConstantTimeCompare(verify), "Verify does not use subtle.ConstantTimeCompare")
+	compares := callsConstantTimeCompare(verify)
+	ast.Inspect(verify, func(n ast.Node) bool {
+		if call, ok := n.(*ast.CallExpr); ok {
+			if id, ok := call.Fun.(*ast.Ident); ok && funcs[id.Name] != nil {
+				compares = compares || callsConstantTimeCompare(funcs[id.Name])
+			}
+		}
+		return true
+	})
+	require.True(t, compares, "neither Verify nor a function it calls uses subtle.ConstantTimeCompare")
 }
 
 // digestExpr reports whether e names a digest: a .Digest field or a
@@ -819,5 +828,127 @@ func TestS6_NonCanonicalShareBasesAreRefused(t *testing.T) {
 	} {
 		_, err := tokens.NewManager(memstore.New(), tokens.WithShareBaseURL(base))
 		require.ErrorIs(t, err, tokens.ErrInvalidOption, "%q", base)
+	}
+}
+
+// TestS8_LinkNeedsTheSealingSecret shows that with a sealing secret the
+// link ID alone no longer opens the sealed token: a Manager over the same
+// store without the secret, or with another, cannot redeem the link, and
+// leaves it pending for the Manager that has it.
+func TestS8_LinkNeedsTheSealingSecret(t *testing.T) {
+	secret := bytes.Repeat([]byte{7}, tokens.MinSealingSecretLen)
+	other := bytes.Repeat([]byte{8}, tokens.MinSealingSecretLen)
+	f := newFixture(t, tokens.WithSealingSecret(secret))
+	key, link := f.create("acme", "erp-sync")
+
+	for name, opts := range map[string][]tokens.Option{
+		"no secret":      nil,
+		"another secret": {tokens.WithSealingSecret(other)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			creds, err := f.manager(opts...).RedeemLink(f.ctx, link.URL)
+			require.ErrorIs(t, err, tokens.ErrLinkSealed)
+			require.Nil(t, creds)
+			require.NotContains(t, err.Error(), linkID(t, link.URL))
+			require.Equal(t, tokens.LinkPending, f.key(key.ID).Link, "a failed redemption consumed the link")
+		})
+	}
+	creds := f.redeem(link)
+	f.verifies(creds.KeyID, creds.Token)
+}
+
+// TestS8_RotationKeepsLinksRedeemable shows the rotation: links sealed
+// under a previous secret, or before any secret was set, still redeem; new
+// links are sealed under the current secret only.
+func TestS8_RotationKeepsLinksRedeemable(t *testing.T) {
+	first := bytes.Repeat([]byte{1}, tokens.MinSealingSecretLen)
+	second := bytes.Repeat([]byte{2}, tokens.MinSealingSecretLen+16)
+	f := newFixture(t)
+	_, beforeAnySecret := f.create("acme", "made without a secret")
+	_, underFirst, err := f.manager(tokens.WithSealingSecret(first)).CreateKey(f.ctx, tokens.KeySpec{Account: "acme", Name: "first"})
+	require.NoError(t, err)
+
+	rotated := f.manager(tokens.WithSealingSecret(second, first))
+	_, underSecond, err := rotated.CreateKey(f.ctx, tokens.KeySpec{Account: "acme", Name: "second"})
+	require.NoError(t, err)
+	_, err = f.manager(tokens.WithSealingSecret(first)).RedeemLink(f.ctx, underSecond.URL)
+	require.ErrorIs(t, err, tokens.ErrLinkSealed, "a new link opened under the previous secret")
+
+	for _, link := range []*tokens.ShareLink{beforeAnySecret, underFirst, underSecond} {
+		creds, err := rotated.RedeemLink(f.ctx, link.URL)
+		require.NoError(t, err)
+		f.verifies(creds.KeyID, creds.Token)
+	}
+}
+
+func TestS8_SealingSecretsAreChecked(t *testing.T) {
+	long := bytes.Repeat([]byte{1}, tokens.MinSealingSecretLen)
+	for name, opt := range map[string]tokens.Option{
+		"nil current":    tokens.WithSealingSecret(nil),
+		"short current":  tokens.WithSealingSecret(long[:tokens.MinSealingSecretLen-1]),
+		"short previous": tokens.WithSealingSecret(long, []byte("too short")),
+	} {
+		_, err := tokens.NewManager(memstore.New(), tokens.WithShareBaseURL(testBase), opt)
+		require.ErrorIs(t, err, tokens.ErrInvalidOption, name)
+	}
+	// The Manager keeps its own copy: changing the caller's slice later
+	// changes nothing.
+	secret := bytes.Repeat([]byte{3}, tokens.MinSealingSecretLen)
+	f := newFixture(t, tokens.WithSealingSecret(secret))
+	_, link := f.create("acme", "erp-sync")
+	secret[0] ^= 0xff
+	f.redeem(link)
+}
+
+// TestS9_TextThatSpoofsTheScreenIsRefused covers names and accounts that
+// would move the cursor, break a line or reorder an admin screen, and the
+// boundaries of the refused ranges.
+func TestS9_TextThatSpoofsTheScreenIsRefused(t *testing.T) {
+	refused := map[string]string{
+		"only spaces":   "   ",
+		"only tabs":     "\t\t",
+		"ESC":           "erp\x1b[31msync",
+		"CR":            "erp\rsync",
+		"LF":            "erp\nsync",
+		"TAB":           "erp\tsync",
+		"DEL":           "erp\x7fsync",
+		"C1 NEL":        "erp\u0085sync",
+		"LRE U+202A":    "erp\u202async",
+		"RLO U+202E":    "cod.exe\u202etxt",
+		"LRI U+2066":    "erp\u2066sync",
+		"PDI U+2069":    "erp\u2069sync",
+		"invalid UTF-8": "erp\xffsync",
+		"NUL":           "erp\x00sync",
+	}
+	accepted := []string{
+		"erp sync",
+		"U+2029 paragraph separator\u2029", // Zp, not Cc
+		"U+2065\u2065 and U+206A\u206a and U+2029\u2029 and U+202F\u202f",
+		"zero width joiner 👩\u200d💻",
+		"Synchronisation ERP — 会計",
+	}
+	f := newFixture(t)
+	for name, text := range refused {
+		for _, spec := range []tokens.KeySpec{{Account: "acme", Name: text}, {Account: text, Name: "erp"}} {
+			if spec.Account == "   " {
+				continue // an account may be blank; only a name may not
+			}
+			_, _, err := f.m.CreateKey(f.ctx, spec)
+			require.ErrorIs(t, err, tokens.ErrInvalidKeySpec, "%s: %+q", name, spec)
+		}
+		if text != "   " {
+			keys, err := f.m.Keys(f.ctx, text)
+			require.ErrorIs(t, err, tokens.ErrInvalidKeySpec, "Keys(%+q)", text)
+			require.Nil(t, keys)
+		}
+	}
+	require.Zero(t, f.store.writes.Load(), "refused text reached the store")
+	for _, text := range accepted {
+		key, _, err := f.m.CreateKey(f.ctx, tokens.KeySpec{Account: text, Name: text})
+		require.NoError(t, err, "%+q", text)
+		keys, err := f.m.Keys(f.ctx, text)
+		require.NoError(t, err)
+		require.Len(t, keys, 1)
+		require.Equal(t, key.ID, keys[0].ID)
 	}
 }

@@ -19,12 +19,20 @@ import (
 // A share link is the configured base followed by a link ID of linkIDLen
 // base62 characters from crypto/rand (S1, S5). The store never sees the ID:
 // it keeps lookupDigest(id) to find the link, and the token sealed with
-// AES-GCM under sealKey(id). Both come from HKDF with separate labels, so
-// the stored digest does not yield the sealing key (S2).
+// AES-GCM under sealKey(id, secret). Both come from HKDF with separate
+// labels, so the stored digest does not yield the sealing key (S2). With a
+// sealing secret (S8) the secret is HKDF's salt, so the link ID alone, from
+// a used link in a chat log or browser history, opens no copy of the sealed
+// token that a backup, a WAL file or a replica kept after the wipe.
 const (
-	lookupLabel = "keyrenew/tokens link lookup v1"
-	sealLabel   = "keyrenew/tokens link seal v1"
-	sealAADTag  = "keyrenew/tokens sealed token v1 "
+	lookupLabel       = "keyrenew/tokens link lookup v1"
+	sealLabel         = "keyrenew/tokens link seal v1"
+	sealedSecretLabel = "keyrenew/tokens link seal with secret v2"
+	sealAADTag        = "keyrenew/tokens sealed token v1 "
+
+	// MinSealingSecretLen is the shortest secret WithSealingSecret takes:
+	// 256 bits, as from crypto/rand.
+	MinSealingSecretLen = 32
 )
 
 // ShareLink is a single-access link that reveals a key's token once. Its URL
@@ -98,7 +106,7 @@ func (m *Manager) RedeemLink(ctx context.Context, url string) (*Credentials, err
 		case LinkExpired:
 			return ErrLinkExpired
 		}
-		token, err := openToken(linkID, rec)
+		token, err := openToken(m.cfg.sealingSecrets, linkID, rec)
 		if err != nil {
 			return err
 		}
@@ -188,7 +196,7 @@ func (m *Manager) issueToken(rec *KeyRecord, now time.Time) (*ShareLink, error) 
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := sealToken(linkID, rec.ID, token)
+	sealed, err := sealToken(m.cfg.sealingSecret(), linkID, rec.ID, token)
 	if err != nil {
 		return nil, err
 	}
@@ -212,30 +220,40 @@ func (m *Manager) parseLink(url string) (string, error) {
 
 func lookupDigest(linkID string) Digest {
 	var d Digest
-	copy(d[:], deriveKey(linkID, lookupLabel))
+	copy(d[:], hkdfKey(linkID, nil, lookupLabel))
 	return d
 }
 
-func deriveKey(linkID, label string) []byte {
-	key, err := hkdf.Key(sha256.New, []byte(linkID), nil, label, sha256.Size)
+// sealKey is the AES-256 key a link's token is sealed under: from the link
+// ID alone without a sealing secret, from both with one.
+func sealKey(linkID string, secret []byte) []byte {
+	if secret == nil {
+		return hkdfKey(linkID, nil, sealLabel)
+	}
+	return hkdfKey(linkID, secret, sealedSecretLabel)
+}
+
+func hkdfKey(linkID string, salt []byte, label string) []byte {
+	key, err := hkdf.Key(sha256.New, []byte(linkID), salt, label, sha256.Size)
 	if err != nil {
 		panic("tokens: hkdf: " + err.Error()) // only for lengths over 255*32 bytes
 	}
 	return key
 }
 
-func newGCM(linkID string) (cipher.AEAD, error) {
-	block, err := aes.NewCipher(deriveKey(linkID, sealLabel))
+func newGCM(key []byte) (cipher.AEAD, error) {
+	block, err := aes.NewCipher(key)
 	if err != nil {
 		return nil, fmt.Errorf("tokens: seal: %w", err)
 	}
 	return cipher.NewGCM(block)
 }
 
-// sealToken seals token under the link's key, bound to the key ID so that a
-// sealed value copied to another key's row does not open.
-func sealToken(linkID, keyID, token string) ([]byte, error) {
-	aead, err := newGCM(linkID)
+// sealToken seals token under the link's key and the sealing secret (nil:
+// none), bound to the key ID so that a sealed value copied to another key's
+// row does not open.
+func sealToken(secret []byte, linkID, keyID, token string) ([]byte, error) {
+	aead, err := newGCM(sealKey(linkID, secret))
 	if err != nil {
 		return nil, err
 	}
@@ -247,26 +265,35 @@ func sealToken(linkID, keyID, token string) ([]byte, error) {
 }
 
 // openToken opens the token sealed in rec's link and checks it against the
-// current token's digest.
-func openToken(linkID string, rec *KeyRecord) (string, error) {
-	errCorrupt := fmt.Errorf("tokens: sealed token of key %s does not open", rec.ID)
-	aead, err := newGCM(linkID)
-	if err != nil {
-		return "", err
-	}
+// current token's digest. It tries each sealing secret, current first, and
+// then no secret, for links sealed before a secret was configured: GCM's
+// authentication tells which one sealed it. It returns ErrLinkSealed when
+// none opens it.
+func openToken(secrets [][]byte, linkID string, rec *KeyRecord) (string, error) {
 	sealed := rec.Link.Sealed
-	if len(sealed) < aead.NonceSize() {
-		return "", errCorrupt
+	for i := 0; i <= len(secrets); i++ {
+		var secret []byte // after the secrets: none
+		if i < len(secrets) {
+			secret = secrets[i]
+		}
+		aead, err := newGCM(sealKey(linkID, secret))
+		if err != nil {
+			return "", err
+		}
+		if len(sealed) < aead.NonceSize() {
+			break
+		}
+		plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(sealAADTag+rec.ID))
+		if err != nil {
+			continue
+		}
+		digest := tokenDigest(string(plain))
+		if subtle.ConstantTimeCompare(digest[:], rec.Current.Digest[:]) != 1 {
+			return "", fmt.Errorf("tokens: sealed token of key %s is not its current token", rec.ID)
+		}
+		return string(plain), nil
 	}
-	plain, err := aead.Open(nil, sealed[:aead.NonceSize()], sealed[aead.NonceSize():], []byte(sealAADTag+rec.ID))
-	if err != nil {
-		return "", errCorrupt
-	}
-	digest := tokenDigest(string(plain))
-	if subtle.ConstantTimeCompare(digest[:], rec.Current.Digest[:]) != 1 {
-		return "", errCorrupt
-	}
-	return string(plain), nil
+	return "", fmt.Errorf("%w (key %s)", ErrLinkSealed, rec.ID)
 }
 
 const redacted = "[REDACTED]"
