@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -146,6 +147,9 @@ func (m *Manager) Key(ctx context.Context, id string) (*Key, error) {
 
 // Keys returns the keys of one account, oldest first.
 func (m *Manager) Keys(ctx context.Context, account string) ([]*Key, error) {
+	if err := checkText("account", account); err != nil {
+		return nil, err
+	}
 	recs, err := m.store.Keys(ctx, account)
 	if err != nil {
 		return nil, fmt.Errorf("tokens: keys: %w", err)
@@ -174,21 +178,15 @@ func (m *Manager) Verify(ctx context.Context, keyID, token string) (*Key, error)
 	}
 	digest := tokenDigest(token)
 	rec, err := m.store.Key(ctx, keyID)
-	if errors.Is(err, ErrKeyNotFound) {
-		return nil, ErrInvalidCredentials
-	}
-	if err != nil {
+	known := err == nil
+	if err != nil && !errors.Is(err, ErrKeyNotFound) {
 		return nil, fmt.Errorf("tokens: verify: %w", err)
 	}
-	current := subtle.ConstantTimeCompare(rec.Current.Digest[:], digest[:]) == 1
-	old := subtle.ConstantTimeCompare(rec.Old.Digest[:], digest[:]) == 1 && rec.HasOld
-	var used *TokenRecord
-	switch {
-	case current:
-		used = &rec.Current
-	case old:
-		used = &rec.Old
-	default:
+	// An unknown key's empty record is compared like a known key's, so that
+	// a miss takes about as long as a wrong token: key IDs are public, but
+	// need not be confirmed by timing.
+	used := matchingToken(&rec, digest)
+	if used == nil || !known {
 		return nil, ErrInvalidCredentials
 	}
 	if !rec.Active {
@@ -202,6 +200,20 @@ func (m *Manager) Verify(ctx context.Context, keyID, token string) (*Key, error)
 		used.LastUsedAt = now
 	}
 	return m.key(&rec, now), nil
+}
+
+// matchingToken returns the token of rec whose digest is digest, current
+// or old, or nil. Both comparisons always run, in constant time (S3).
+func matchingToken(rec *KeyRecord, digest Digest) *TokenRecord {
+	current := subtle.ConstantTimeCompare(rec.Current.Digest[:], digest[:]) == 1
+	old := subtle.ConstantTimeCompare(rec.Old.Digest[:], digest[:]) == 1 && rec.HasOld
+	switch {
+	case current:
+		return &rec.Current
+	case old:
+		return &rec.Old
+	}
+	return nil
 }
 
 // Activate lets the key's tokens verify again (R11).
@@ -360,8 +372,8 @@ func (m *Manager) alert(ref, now time.Time) AlertLevel {
 }
 
 func (s KeySpec) validate() error {
-	if s.Name == "" {
-		return fmt.Errorf("%w: name is required", ErrInvalidKeySpec)
+	if strings.TrimSpace(s.Name) == "" {
+		return fmt.Errorf("%w: name is required (and not only spaces)", ErrInvalidKeySpec)
 	}
 	if err := checkText("name", s.Name); err != nil {
 		return err
@@ -369,15 +381,27 @@ func (s KeySpec) validate() error {
 	return checkText("account", s.Account)
 }
 
+// checkText applies S9 to a name or account: text that an admin screen
+// shows as it is, so nothing in it may move the cursor, end a line or
+// reorder what follows (control characters, which include NUL that
+// PostgreSQL cannot store, and bidirectional controls).
 func checkText(field, s string) error {
 	switch {
 	case len(s) > maxNameLen:
 		return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidKeySpec, field, maxNameLen)
 	case !utf8.ValidString(s):
 		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidKeySpec, field)
-	case strings.ContainsRune(s, 0):
-		// PostgreSQL cannot store a NUL character in text.
-		return fmt.Errorf("%w: %s contains a NUL character", ErrInvalidKeySpec, field)
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return fmt.Errorf("%w: %s contains a control character", ErrInvalidKeySpec, field)
+	case strings.IndexFunc(s, isBidiControl) >= 0:
+		return fmt.Errorf("%w: %s contains a bidirectional control character", ErrInvalidKeySpec, field)
 	}
 	return nil
+}
+
+// isBidiControl reports the embedding, override and isolate controls
+// (U+202A-U+202E, U+2066-U+2069), which make text display in an order
+// other than its own.
+func isBidiControl(r rune) bool {
+	return r >= '\u202a' && r <= '\u202e' || r >= '\u2066' && r <= '\u2069'
 }
