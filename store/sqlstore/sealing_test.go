@@ -118,3 +118,28 @@ func openSealedCopies(files map[string][]byte, links []stolenLink, secret []byte
 	}
 	return opened
 }
+
+// TestS8_SecureDeleteAndCheckpointMakeTheWipeReal shows what SQLite itself
+// offers without a secret: after a TRUNCATE checkpoint that follows the
+// redemption, the used link's sealed token is gone from the files (the
+// -wal frames that held it are dropped; _secure_delete=on zeroes freed
+// cells of the main file). Backups and copies taken before the checkpoint
+// still hold it: the secret is the answer there.
+func TestS8_SecureDeleteAndCheckpointMakeTheWipeReal(t *testing.T) {
+	dsn := sqliteDSN("_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate&_secure_delete=on")(t)
+	db := open(t, "sqlite3", dsn)
+	m, err := tokens.NewManager(migrated(t, db), tokens.WithShareBaseURL(shareBase))
+	require.NoError(t, err)
+	ctx := t.Context()
+	key, link, err := m.CreateKey(ctx, tokens.KeySpec{Account: "acme", Name: "used"})
+	require.NoError(t, err)
+	creds, err := m.RedeemLink(ctx, link.URL)
+	require.NoError(t, err)
+	stolen := []stolenLink{{keyID: key.ID, linkID: strings.TrimPrefix(link.URL, shareBase)}}
+	require.Contains(t, openSealedCopies(sqliteFiles(t, dsn), stolen, nil), creds.Token,
+		"before the checkpoint the -wal still holds the sealed token")
+
+	_, err = db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
+	require.NoError(t, err)
+	require.Empty(t, openSealedCopies(sqliteFiles(t, dsn), stolen, nil))
+}
