@@ -11,7 +11,13 @@
 // tokens.WithShareBaseURL("https://share.example.com/credentials/"):
 //
 //	links, err := tokenhttp.NewLinkHandler(m)
-//	mux.Handle("/credentials/", links)
+//	srv := &http.Server{Handler: links.Wrap(mux)}
+//
+// Wrap gives the LinkHandler every path under /credentials/, also the
+// unclean ones that ServeMux would redirect. The LinkHandler answers only
+// requests for share.example.com, the host of the base URL, so that a web
+// page on a host name re-pointed at the server (DNS rebinding) cannot read
+// a link.
 //
 // Opening a link never consumes it, so that chat unfurlers, mail scanners
 // and prefetchers cannot burn it: the landing page asks the person to press

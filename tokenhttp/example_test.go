@@ -52,12 +52,12 @@ func ExampleNewLinkHandler() {
 	if err != nil {
 		panic(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/credentials/", links) // the path of base
+	mux := http.NewServeMux() // the application's own routes
+	site := links.Wrap(mux)   // every path under /credentials/ goes to links
 
 	_, link, _ := m.CreateKey(ctx, tokens.KeySpec{Name: "erp-sync"})
 	w := httptest.NewRecorder()
-	mux.ServeHTTP(w, httptest.NewRequest(http.MethodGet, link.URL, nil))
+	site.ServeHTTP(w, httptest.NewRequest(http.MethodGet, link.URL, nil))
 	fmt.Println(w.Code, strings.Contains(w.Body.String(), `<button id="reveal"`))
 
 	// Opening the link did not consume it.

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -40,7 +41,7 @@ var (
 		"icon.svg": "image/svg+xml",
 	}
 
-	pages = parsePages("pending", "revealed", "used", "expired", "notfound", "forbidden", "error", "method")
+	pages = parsePages("pending", "revealed", "used", "expired", "notfound", "forbidden", "error", "method", "misdirected")
 )
 
 // A LinkHandler serves the pages behind the share links of a Manager: a
@@ -50,10 +51,22 @@ var (
 // script them.
 //
 // It answers a request for the path of the share base URL followed by one
-// path segment, the link ID; mount it at that path, for example
-// mux.Handle("/credentials/", h) for https://share.example.com/credentials/,
-// or behind http.StripPrefix. It serves its own script and style under the
-// segment "_assets/". The query of a request is ignored.
+// path segment, the link ID. Wrap the server's root handler with Wrap, so
+// that the LinkHandler also answers the unclean forms of those paths, such
+// as //credentials/ID, which http.ServeMux would otherwise redirect with
+// the link ID in the Location header; or mount it at that path, for
+// example mux.Handle("/credentials/", h) for
+// https://share.example.com/credentials/, or behind http.StripPrefix. It
+// serves its own script and style under the segment "_assets/". The query
+// of a request is ignored.
+//
+// It answers only requests for the share base URL's host (rule S7): a page
+// on a host name that an attacker points at the server (DNS rebinding)
+// must not be able to read a link. The Host header is compared without
+// regard to ASCII case, and with the scheme's default port or without it;
+// any other Host gets 421 Misdirected Request and leaves the link
+// untouched. A reverse proxy in front of the handler must pass the Host
+// header on as the client sent it.
 //
 // GET and HEAD show the link's state (Manager.LinkStatus) and never consume
 // it: a pending link shows a Reveal button, a used, expired or unknown link
@@ -73,6 +86,8 @@ type LinkHandler struct {
 	m        *tokens.Manager
 	base     string // the share base URL, as given to tokens.WithShareBaseURL
 	basePath string // the base URL's path, such as "/credentials/"
+	scheme   string // the base URL's scheme, "https" or "http"
+	host     string // the base URL's host and port, without the scheme's default port
 	origin   string // the base URL's origin, such as "https://share.example.com"
 	cookie   http.Cookie
 	report   func(*http.Request, error)
@@ -102,20 +117,26 @@ func NewLinkHandler(m *tokens.Manager, opts ...LinkOption) (*LinkHandler, error)
 	if m == nil {
 		return nil, errors.New("tokenhttp: NewLinkHandler: Manager is nil")
 	}
-	baseURL := m.ShareBaseURL()
-	u, err := url.Parse(baseURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil ||
-		!strings.HasSuffix(u.Path, "/") || strings.ContainsAny(baseURL, "?#") {
-		return nil, fmt.Errorf("tokenhttp: NewLinkHandler: base URL %q is not an absolute http(s) URL ending in \"/\"", baseURL)
+	// NewManager accepts a base URL only in canonical form,
+	// scheme://host/path/ with a lowercase scheme and host, so cutting it
+	// apart is enough.
+	base := m.ShareBaseURL()
+	scheme, rest, _ := strings.Cut(base, "://")
+	slash := strings.IndexByte(rest, '/')
+	if slash < 0 {
+		return nil, errors.New("tokenhttp: NewLinkHandler: Manager has no share base URL; create it with tokens.NewManager")
 	}
+	host := withoutDefaultPort(scheme, rest[:slash])
 	h := &LinkHandler{
 		m:        m,
-		base:     baseURL,
-		basePath: u.Path,
-		origin:   origin(u),
+		base:     base,
+		basePath: rest[slash:],
+		scheme:   scheme,
+		host:     host,
+		origin:   scheme + "://" + host,
 		report:   func(*http.Request, error) {},
 	}
-	h.cookie = csrfCookie(u.Scheme == "https", h.basePath)
+	h.cookie = csrfCookie(scheme == "https", h.basePath)
 	for _, opt := range opts {
 		if opt == nil {
 			return nil, errors.New("tokenhttp: NewLinkHandler: nil option")
@@ -127,22 +148,85 @@ func NewLinkHandler(m *tokens.Manager, opts ...LinkOption) (*LinkHandler, error)
 	return h, nil
 }
 
-// origin is the serialization of u's origin that browsers send in the
-// Origin header: no default port.
-func origin(u *url.URL) string {
-	host := strings.ToLower(u.Host)
-	if port := u.Port(); (u.Scheme == "https" && port == "443") || (u.Scheme == "http" && port == "80") {
-		host = strings.TrimSuffix(host, ":"+port)
+// withoutDefaultPort drops the scheme's default port from host, as
+// browsers do in the Origin and Host headers.
+func withoutDefaultPort(scheme, host string) string {
+	switch scheme {
+	case "https":
+		return strings.TrimSuffix(host, ":443")
+	case "http":
+		return strings.TrimSuffix(host, ":80")
 	}
-	return u.Scheme + "://" + host
+	return host
+}
+
+// asciiLower lowercases ASCII letters only. A Host header is ASCII; Unicode
+// case mapping would turn look-alikes such as the Kelvin sign into "k".
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // ServeHTTP implements http.Handler.
 func (h *LinkHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	setSecurityHeaders(w.Header())
-	segment, ok := strings.CutPrefix(r.URL.Path, h.basePath)
+	// The escaped path, so that an escaped "/" or letter names no link.
+	segment, ok := strings.CutPrefix(r.URL.EscapedPath(), h.basePath)
 	if !ok {
-		segment = strings.TrimPrefix(r.URL.Path, "/") // mounted behind http.StripPrefix
+		segment = strings.TrimPrefix(r.URL.EscapedPath(), "/") // mounted behind http.StripPrefix
+	}
+	h.serve(w, r, segment)
+}
+
+// Wrap returns a handler that gives h every request for a path under the
+// share base path, as sent or once cleaned the way http.ServeMux cleans
+// it, and every other request to next, typically the application's
+// ServeMux. A path that is not exactly the base path followed by a link ID
+// gets the not-found page: unlike ServeMux, which redirects
+// /credentials/./ID to /credentials/ID with neither the link pages'
+// headers nor discretion about the ID, h never redirects. Use it around
+// the server's root handler:
+//
+//	srv := &http.Server{Handler: links.Wrap(mux)}
+//
+// A share base URL at the root of its host, such as
+// https://share.example.com/, gives h every request.
+func (h *LinkHandler) Wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !h.owns(r.URL) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		segment, ok := strings.CutPrefix(r.URL.EscapedPath(), h.basePath)
+		if !ok {
+			segment = "" // under the base only once cleaned or unescaped: names no link
+		}
+		h.serve(w, r, segment)
+	})
+}
+
+// owns reports whether u's path is under the base path as sent, or once
+// cleaned as ServeMux cleans the escaped path before it routes.
+func (h *LinkHandler) owns(u *url.URL) bool {
+	for _, p := range []string{u.Path, u.EscapedPath()} {
+		if strings.HasPrefix(p, h.basePath) || strings.HasPrefix(path.Clean("/"+p)+"/", h.basePath) {
+			return true
+		}
+	}
+	return false
+}
+
+// serve answers a request for segment, the part of the path after the
+// base path.
+func (h *LinkHandler) serve(w http.ResponseWriter, r *http.Request, segment string) {
+	setSecurityHeaders(w.Header())
+	if withoutDefaultPort(h.scheme, asciiLower(r.Host)) != h.host {
+		h.render(w, r, http.StatusMisdirectedRequest, "misdirected", page{})
+		return
 	}
 	if name, ok := strings.CutPrefix(segment, assetDir); ok {
 		h.serveAsset(w, r, name)

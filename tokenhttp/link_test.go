@@ -532,3 +532,177 @@ func readBody(t *testing.T, res *http.Response) string {
 	require.NoError(t, err)
 	return string(b)
 }
+
+// TestLinkRefusesOtherHosts is rule S7: a request whose Host is not the
+// share base URL's, such as a page on a host name re-pointed at the server
+// (DNS rebinding), gets the misdirected page, with the link pages'
+// headers, and the handler asks the store nothing.
+func TestLinkRefusesOtherHosts(t *testing.T) {
+	e := newLinkEnv(t)
+	path, id, key := e.newLink(t)
+	cookie, token := e.landing(t, path)
+
+	for _, host := range []string{
+		"attacker.test",
+		"attacker.test:443",
+		"127.0.0.1",
+		"localhost",
+		"share.example.com.",
+		"share.example.com.attacker.test",
+		"evil.share.example.com",
+		"share.example.com:8443",
+		"share.example.com:80",
+		"share.example.com:",
+		"share.example.com:0443",
+		"\u017fhare.example.com", // long s, which Unicode case folding equates with "s"
+		"",
+	} {
+		t.Run(host, func(t *testing.T) {
+			e.store.down.Store(true) // a store call would answer 500
+			defer e.store.down.Store(false)
+			for _, r := range []*http.Request{
+				httptest.NewRequest(http.MethodGet, shareOrigin+path, nil),
+				httptest.NewRequest(http.MethodHead, shareOrigin+path, nil),
+				revealRequest(path, cookie, token),
+				withHeader(revealRequest(path, cookie, token), "Origin", shareOrigin),
+				httptest.NewRequest(http.MethodGet, shareOrigin+"/credentials/_assets/app.js", nil),
+			} {
+				r.Host = host
+				rec := e.do(r)
+				if r.Method == http.MethodHead {
+					assert.Equal(t, http.StatusMisdirectedRequest, rec.Code)
+					continue
+				}
+				requireState(t, rec, http.StatusMisdirectedRequest, "misdirected")
+				assert.Contains(t, rec.Body.String(), "nothing was shown or revealed")
+				assert.NotContains(t, rec.Body.String(), id)
+				assert.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
+				assert.Equal(t, "no-referrer", rec.Header().Get("Referrer-Policy"))
+				assert.Equal(t, tokenhttp.ContentSecurityPolicy, rec.Header().Get("Content-Security-Policy"))
+				assert.Empty(t, rec.Result().Cookies())
+			}
+		})
+	}
+	assert.Empty(t, e.reported, "a refused host reached the store")
+
+	got, err := e.m.Key(context.Background(), key.ID)
+	require.NoError(t, err)
+	assert.Equal(t, tokens.LinkPending, got.Link, "a refused host changed the link")
+	requireState(t, e.do(revealRequest(path, cookie, token)), http.StatusOK, "revealed")
+}
+
+// TestLinkAcceptsBaseHostForms shows which Host headers name the base
+// URL's host: any ASCII case, and the scheme's default port written or
+// left out, since browsers leave it out even when the base URL has it.
+func TestLinkAcceptsBaseHostForms(t *testing.T) {
+	for _, tc := range []struct {
+		base  string
+		hosts []string
+	}{
+		{"https://share.example.com/credentials/", []string{"share.example.com", "SHARE.Example.COM", "share.example.com:443"}},
+		{"https://share.example.com:443/credentials/", []string{"share.example.com", "share.example.com:443"}},
+		{"https://share.example.com:8443/credentials/", []string{"share.example.com:8443", "Share.Example.Com:8443"}},
+		{"http://127.0.0.1:8080/credentials/", []string{"127.0.0.1:8080"}},
+		{"http://localhost/credentials/", []string{"localhost", "LOCALHOST:80"}},
+		{"http://[::1]:8080/credentials/", []string{"[::1]:8080"}},
+	} {
+		t.Run(tc.base, func(t *testing.T) {
+			e := newEnv(t, tc.base)
+			h, err := tokenhttp.NewLinkHandler(e.m)
+			require.NoError(t, err)
+			_, link, err := e.m.CreateKey(context.Background(), tokens.KeySpec{Name: "erp-sync"})
+			require.NoError(t, err)
+			for _, host := range tc.hosts {
+				r := httptest.NewRequest(http.MethodGet, link.URL, nil)
+				r.Host = host
+				requireState(t, serve(h, r), http.StatusOK, "pending")
+			}
+		})
+	}
+
+	e := newEnv(t, "http://127.0.0.1:8080/credentials/")
+	h, err := tokenhttp.NewLinkHandler(e.m)
+	require.NoError(t, err)
+	_, link, err := e.m.CreateKey(context.Background(), tokens.KeySpec{Name: "erp-sync"})
+	require.NoError(t, err)
+	for _, host := range []string{"localhost:8080", "127.0.0.1", "127.0.0.1:80", "127.0.0.2:8080", "[::1]:8080"} {
+		r := httptest.NewRequest(http.MethodGet, link.URL, nil)
+		r.Host = host
+		assert.Equal(t, http.StatusMisdirectedRequest, serve(h, r).Code, "Host %q", host)
+	}
+}
+
+// TestLinkWrapOwnsEveryPathUnderBase is issue 7 item 6: a bare ServeMux
+// redirects unclean paths under the base to the clean one, with the link
+// ID in Location and none of the link pages' headers. Wrapped, the link
+// handler answers them itself, and never with a redirect.
+func TestLinkWrapOwnsEveryPathUnderBase(t *testing.T) {
+	e := newLinkEnv(t)
+	path, id, key := e.newLink(t)
+	app := http.NewServeMux()
+	app.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = w.Write([]byte("the application"))
+	})
+	site := e.h.Wrap(app)
+
+	for _, unclean := range []string{
+		"//credentials/" + id,
+		"/credentials/./" + id,
+		"/credentials/x/../" + id,
+		"/x/../credentials/" + id,
+		"/credentials//" + id,
+		"/credentials/" + id + "/.",
+		"/credentials/" + id + "/x/..",
+		"/credentials%2F" + id,
+		"/credentials/%2E/" + id,
+		"/credentials",
+	} {
+		t.Run(unclean, func(t *testing.T) {
+			for _, method := range []string{http.MethodGet, http.MethodPost} {
+				rec := serve(site, httptest.NewRequest(method, shareOrigin+unclean, nil))
+				assert.Equal(t, http.StatusNotFound, rec.Code, method)
+				assert.Contains(t, rec.Body.String(), "state-notfound", method)
+				assert.Empty(t, rec.Header().Get("Location"), method)
+				assert.Equal(t, "no-store", rec.Header().Get("Cache-Control"), method)
+				assert.Equal(t, "no-referrer", rec.Header().Get("Referrer-Policy"), method)
+				assert.Equal(t, tokenhttp.ContentSecurityPolicy, rec.Header().Get("Content-Security-Policy"), method)
+				assert.NotContains(t, rec.Body.String(), id, method)
+				for name, values := range rec.Header() {
+					for _, v := range values {
+						assert.NotContains(t, v, id, "%s header %s", method, name)
+					}
+				}
+			}
+		})
+	}
+
+	rec := serve(site, httptest.NewRequest(http.MethodGet, shareOrigin+path, nil))
+	requireState(t, rec, http.StatusOK, "pending")
+	assert.Equal(t, "no-store", rec.Header().Get("Cache-Control"))
+	assert.Equal(t, tokenhttp.ContentSecurityPolicy, rec.Header().Get("Content-Security-Policy"))
+	assert.Equal(t, http.StatusOK, serve(site, httptest.NewRequest(http.MethodGet, shareOrigin+"/credentials/_assets/app.css", nil)).Code)
+	requireState(t, serve(site, httptest.NewRequest(http.MethodGet, shareOrigin+"/credentials/..", nil)), http.StatusNotFound, "notfound")
+	for _, other := range []string{"/", "/api/orders", "/credentials-old/" + id, "/x/../api/orders"} {
+		rec := serve(site, httptest.NewRequest(http.MethodGet, shareOrigin+other, nil))
+		assert.NotContains(t, rec.Body.String(), "state-", "%s reached the link handler", other)
+		assert.NotContains(t, rec.Header().Get("Location"), id, other)
+	}
+	rec = serve(site, httptest.NewRequest(http.MethodGet, shareOrigin+"/api/orders", nil))
+	assert.Equal(t, "the application", rec.Body.String())
+
+	got, err := e.m.Key(context.Background(), key.ID)
+	require.NoError(t, err)
+	assert.Equal(t, tokens.LinkPending, got.Link)
+}
+
+// TestLinkServeMuxRedirectsWithoutWrap records why Wrap exists: mounted on
+// a ServeMux alone, an unclean path gets ServeMux's redirect, which names
+// the link ID and lacks the link pages' headers.
+func TestLinkServeMuxRedirectsWithoutWrap(t *testing.T) {
+	e := newLinkEnv(t)
+	_, id, _ := e.newLink(t)
+	rec := e.get("/credentials/./" + id)
+	assert.True(t, rec.Code >= 300 && rec.Code < 400, "status %d, want a redirect", rec.Code)
+	assert.Contains(t, rec.Header().Get("Location"), id)
+	assert.Empty(t, rec.Header().Get("Cache-Control"))
+}

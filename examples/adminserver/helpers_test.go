@@ -50,6 +50,9 @@ func startBrowser(t *testing.T) context.Context {
 		chromedp.Flag("force-color-profile", "srgb"),
 		chromedp.Flag("hide-scrollbars", true),
 		chromedp.Flag("lang", "en-US"),
+		// attacker.test plays a host name that its owner re-points at
+		// 127.0.0.1 (DNS rebinding); see TestDNSRebinding.
+		chromedp.Flag("host-resolver-rules", "MAP attacker.test 127.0.0.1"),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(1280, 800),
 	}
@@ -86,7 +89,9 @@ type site struct {
 	tab    context.Context
 }
 
-func newSite(t *testing.T, browserCtx context.Context) *site {
+// newSite starts a site. Each of fronts, if any, wraps the server's
+// handler, to answer some requests in its place.
+func newSite(t *testing.T, browserCtx context.Context, fronts ...func(http.Handler) http.Handler) *site {
 	t.Helper()
 	clk := clock.NewMock()
 	clk.Set(start)
@@ -104,6 +109,9 @@ func newSite(t *testing.T, browserCtx context.Context) *site {
 	if err != nil {
 		srv.Close()
 		t.Fatalf("newServer: %v", err)
+	}
+	for _, front := range fronts {
+		handler = front(handler)
 	}
 	srv.Config.Handler = handler
 	srv.Start()

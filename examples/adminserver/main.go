@@ -6,8 +6,9 @@
 //	go run ./examples/adminserver                      # SQLite file tokens-admin.db
 //	go run ./examples/adminserver -postgres "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 //
-// It listens on 127.0.0.1:8080 and has no login: put a real deployment
-// behind your single sign-on.
+// It listens on 127.0.0.1:8080, answers only requests for that address or
+// localhost:8080, and has no login: put a real deployment behind your
+// single sign-on.
 package main
 
 import (
@@ -21,6 +22,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -93,7 +96,7 @@ func openDB(cfg config) (*sqlx.DB, error) {
 // newServer migrates the schema and returns the whole site: the admin
 // screen at /, the share link pages at /credentials/ and a protected API at
 // /api/. origin is where the server is reached, such as
-// http://127.0.0.1:8080.
+// http://127.0.0.1:8080. Until ctx ends, it also purges expired links.
 func newServer(ctx context.Context, db *sqlx.DB, origin, account string, clock tokens.Clock) (http.Handler, error) {
 	store, err := sqlstore.New(db)
 	if err != nil {
@@ -112,12 +115,72 @@ func newServer(ctx context.Context, db *sqlx.DB, origin, account string, clock t
 	if err != nil {
 		return nil, err
 	}
+	hosts, err := servedHosts(origin)
+	if err != nil {
+		return nil, err
+	}
+	go purgeExpired(ctx, m, time.Tick(purgeInterval))
+
 	admin := &app{m: m, account: account, now: clock.Now}
 	mux := http.NewServeMux()
-	mux.Handle("/credentials/", links)
 	mux.Handle("/api/", tokenhttp.Authenticate(m)(http.HandlerFunc(whoami)))
 	mux.Handle("/", admin.routes())
-	return mux, nil
+	// The link pages check the Host themselves, against the share base
+	// URL's alone; onlyHosts guards the rest of the site.
+	return links.Wrap(onlyHosts(mux, hosts...)), nil
+}
+
+// servedHosts returns the Host headers under which the server at origin
+// answers: its own address and the localhost form of it, such as
+// 127.0.0.1:8080 and localhost:8080.
+func servedHosts(origin string) ([]string, error) {
+	host := strings.TrimPrefix(origin, "http://")
+	_, port, err := net.SplitHostPort(host)
+	if err != nil {
+		return nil, fmt.Errorf("adminserver: origin %s has no port: %w", origin, err)
+	}
+	return []string{host, net.JoinHostPort("localhost", port)}, nil
+}
+
+// onlyHosts answers 421 Misdirected Request to a request for any Host but
+// hosts. Without it, a web page the operator visits on a host name that
+// its attacker re-points at 127.0.0.1 (DNS rebinding) is same-origin with
+// this server: it could renew keys with DeleteNow and read their new
+// links.
+func onlyHosts(next http.Handler, hosts ...string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// net/http refuses a Host that is not ASCII, so ToLower is ASCII's.
+		if !slices.Contains(hosts, strings.ToLower(r.Host)) {
+			w.Header().Set("Cache-Control", "no-store")
+			http.Error(w, "misdirected request: open this server at http://"+hosts[0]+"/", http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// purgeInterval is how often the server wipes the sealed tokens of expired
+// links.
+const purgeInterval = 10 * time.Minute
+
+// purgeExpired calls m.PurgeExpired now and at every tick, until ctx ends,
+// so that a link that expired unopened soon holds no sealed token in the
+// database or its backups. The library starts no goroutine of its own.
+func purgeExpired(ctx context.Context, m *tokens.Manager, ticks <-chan time.Time) {
+	for {
+		n, err := m.PurgeExpired(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Printf("adminserver: purging expired links: %v", err)
+		case n > 0:
+			log.Printf("adminserver: purged %d expired links", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticks:
+		}
+	}
 }
 
 // systemClock is the wall clock; the browser tests use a mock instead, to

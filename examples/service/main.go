@@ -5,9 +5,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"net/http"
+	"os"
+	"os/signal"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	_ "github.com/mattn/go-sqlite3" // the application picks the driver
@@ -18,8 +22,9 @@ import (
 )
 
 func main() {
-	ctx := context.Background()
-	db := sqlx.MustOpen("sqlite3", "file:tokens.db?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	db := sqlx.MustOpen("sqlite3", "file:tokens.db?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate&_secure_delete=on")
 	store, err := sqlstore.New(db)
 	if err != nil {
 		log.Fatal(err)
@@ -51,9 +56,33 @@ func main() {
 		key, _ := tokenhttp.KeyFromContext(r.Context())
 		fmt.Fprintf(w, "hello, %s\n", key.Name)
 	})
-
 	mux := http.NewServeMux()
-	mux.Handle("/credentials/", links)                  // the path of the share base URL
 	mux.Handle("/api/", tokenhttp.Authenticate(m)(api)) // X-API-Key-ID and X-API-Token headers
-	log.Fatal(http.ListenAndServe("127.0.0.1:8080", mux))
+
+	// The library starts no goroutines: wipe the sealed tokens of links
+	// that expired unopened now and every 10 minutes.
+	go func() {
+		tick := time.Tick(10 * time.Minute)
+		for {
+			if _, err := m.PurgeExpired(ctx); err != nil && ctx.Err() == nil {
+				log.Print(err)
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick:
+			}
+		}
+	}()
+
+	// Wrap gives the link pages every path under the share base URL's
+	// path; they answer only requests for its host, 127.0.0.1:8080.
+	srv := &http.Server{Addr: "127.0.0.1:8080", Handler: links.Wrap(mux), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Shutdown(context.Background())
+	}()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		log.Fatal(err)
+	}
 }
