@@ -45,6 +45,13 @@ type countingStore struct {
 	mu           sync.Mutex
 	beforeUpdate func()
 	failWrites   error
+	// afterKey runs once, after the next Key returns from the store and
+	// before its caller sees the record.
+	afterKey    func()
+	everyKey    func() // runs after every Key, if set
+	failChanges error
+	keyReads    atomic.Int64
+	recordUses  atomic.Int64
 }
 
 func (s *countingStore) reset() {
@@ -82,7 +89,44 @@ func (s *countingStore) InsertKey(ctx context.Context, rec *tokens.KeyRecord) er
 
 func (s *countingStore) Key(ctx context.Context, id string) (tokens.KeyRecord, error) {
 	s.calls.Add(1)
-	return s.Store.Key(ctx, id)
+	s.keyReads.Add(1)
+	rec, err := s.Store.Key(ctx, id)
+	s.mu.Lock()
+	hook, every := s.afterKey, s.everyKey
+	s.afterKey = nil
+	s.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
+	if every != nil {
+		every()
+	}
+	return rec, err
+}
+
+// onNextKey runs hook once, after the next Key has read the store.
+func (s *countingStore) onNextKey(hook func()) {
+	s.mu.Lock()
+	s.afterKey = hook
+	s.mu.Unlock()
+}
+
+// Changes passes the store's ChangeLog through, or fails as told.
+func (s *countingStore) Changes(ctx context.Context, since int64) (tokens.Changes, error) {
+	s.calls.Add(1)
+	s.mu.Lock()
+	err := s.failChanges
+	s.mu.Unlock()
+	if err != nil {
+		return tokens.Changes{}, err
+	}
+	return s.Store.(tokens.ChangeLog).Changes(ctx, since)
+}
+
+func (s *countingStore) setFailChanges(err error) {
+	s.mu.Lock()
+	s.failChanges = err
+	s.mu.Unlock()
 }
 
 func (s *countingStore) KeyByLink(ctx context.Context, link tokens.Digest) (tokens.KeyRecord, error) {
@@ -120,6 +164,7 @@ func (s *countingStore) RecordUse(ctx context.Context, id string, token tokens.D
 	if err := s.write(); err != nil {
 		return err
 	}
+	s.recordUses.Add(1)
 	return s.Store.RecordUse(ctx, id, token, at, staleBefore)
 }
 
@@ -137,6 +182,8 @@ type fixture struct {
 	mem   *memstore.Store
 	store *countingStore
 	m     *tokens.Manager
+	// others are the Managers a test fills the caches of (cache_test.go).
+	others []*tokens.Manager
 }
 
 func newFixture(t testing.TB, opts ...tokens.Option) *fixture {

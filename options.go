@@ -23,6 +23,7 @@ type config struct {
 	keyIDPrefix string
 	// sealingSecrets are WithSealingSecret's secrets, current first.
 	sealingSecrets [][]byte
+	cache          *CacheConfig // nil: Verify always reads the store
 }
 
 // sealingSecret is the secret new links are sealed under; nil if none.

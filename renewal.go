@@ -42,6 +42,9 @@ type RenewOptions struct {
 // and the current token was seen (R5). A current token whose link expired
 // unredeemed was never seen: it is discarded rather than kept as old (R4).
 func (m *Manager) Renew(ctx context.Context, id string, opts RenewOptions) (*ShareLink, error) {
+	if ctx == nil {
+		return nil, ErrNilContext
+	}
 	if opts.OldToken != DeleteLater && opts.OldToken != DeleteNow {
 		return nil, fmt.Errorf("%w: RenewOptions.OldToken is %v", ErrInvalidOption, opts.OldToken)
 	}
@@ -83,6 +86,9 @@ func currentSeen(rec *KeyRecord) bool {
 // DeleteOld deletes the key's old token, irreversibly (R6). It returns
 // ErrNoOldToken if there is none. It works while the new link is pending.
 func (m *Manager) DeleteOld(ctx context.Context, id string) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
 	return m.update(ctx, m.keyLoader(id), func(rec *KeyRecord, _ time.Time) error {
 		if !rec.HasOld {
 			return ErrNoOldToken
@@ -98,6 +104,9 @@ func (m *Manager) DeleteOld(ctx context.Context, id string) error {
 // token is current again, with its own created and last-used times. It
 // returns ErrUndoUnavailable when there is no old token.
 func (m *Manager) Undo(ctx context.Context, id string) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
 	return m.update(ctx, m.keyLoader(id), func(rec *KeyRecord, _ time.Time) error {
 		if !rec.HasOld {
 			return ErrUndoUnavailable

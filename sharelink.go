@@ -93,6 +93,9 @@ type LinkStatus struct {
 // expired, ErrLinkNotFound for any link that is not a key's latest.
 // Redeeming wipes the sealed token and changes no token's validity.
 func (m *Manager) RedeemLink(ctx context.Context, url string) (*Credentials, error) {
+	if ctx == nil {
+		return nil, ErrNilContext
+	}
 	linkID, err := m.parseLink(url)
 	if err != nil {
 		return nil, err
@@ -125,6 +128,9 @@ func (m *Manager) RedeemLink(ctx context.Context, url string) (*Credentials, err
 // consuming the link: for a landing page that link previewers may load.
 // Like RedeemLink it returns ErrInvalidLink for a malformed URL.
 func (m *Manager) LinkStatus(ctx context.Context, url string) (LinkStatus, error) {
+	if ctx == nil {
+		return LinkStatus{}, ErrNilContext
+	}
 	linkID, err := m.parseLink(url)
 	if err != nil {
 		return LinkStatus{}, err
@@ -144,6 +150,9 @@ func (m *Manager) LinkStatus(ctx context.Context, url string) (LinkStatus, error
 // wiped. The links keep their state (ErrLinkExpired). Call it from a
 // periodic job; the library starts no goroutines of its own.
 func (m *Manager) PurgeExpired(ctx context.Context) (int, error) {
+	if ctx == nil {
+		return 0, ErrNilContext
+	}
 	const batch = 500
 	purged := 0
 	for {

@@ -58,6 +58,15 @@ type KeyRecord struct {
 // to microseconds; a Store never reads the time itself. Times are returned
 // in UTC. Token digests are SHA-256 of 256 random bits, so a store may also
 // index them as unique and refuse a repeated one with ErrDuplicate.
+//
+// A write (InsertKey, UpdateKey, DeleteKey, RecordUse) that fails before
+// its transaction's COMMIT has written nothing. One whose COMMIT fails
+// (the connection was lost, or the deadline hit, while the COMMIT was in
+// flight) may have committed: its error wraps ErrOutcomeUnknown as well as
+// the cause, and the Manager finds out which it was by reading the key and,
+// if need be, writing it unchanged at the version it expected (R18). A
+// store must not wrap ErrOutcomeUnknown around an error after which
+// nothing can have been written.
 type Store interface {
 	// InsertKey stores a new key record and sets rec.Version to 1 (the
 	// version passed in is ignored). It returns an error wrapping
@@ -105,4 +114,28 @@ type Store interface {
 	// of them (none if limit <= 0), in no particular order. It writes
 	// nothing.
 	ExpiredLinks(ctx context.Context, now time.Time, limit int) ([]string, error)
+}
+
+// A ChangeLog is a Store that numbers the writes of UpdateKey and DeleteKey,
+// so that a Manager can tell which keys other Managers, in any process,
+// changed since it last looked. The verification cache (WithVerifyCache)
+// needs it; memstore and sqlstore implement it.
+type ChangeLog interface {
+	// Changes returns the number of the latest committed write of UpdateKey
+	// or DeleteKey (0 before the first) and the IDs of the keys that the
+	// writes numbered after since changed. Numbers follow commit order: a
+	// write numbered n is visible to every read that starts after a
+	// Changes that returned Latest >= n. Complete is false when the store
+	// no longer keeps every write after since (it keeps a bounded number)
+	// or since is not a number it gave; the caller must then assume every
+	// key changed. RecordUse and InsertKey are not numbered: neither can
+	// stop a token verifying.
+	Changes(ctx context.Context, since int64) (Changes, error)
+}
+
+// Changes is what ChangeLog.Changes found.
+type Changes struct {
+	Latest   int64
+	Keys     []string // in no particular order, possibly with repeats
+	Complete bool
 }

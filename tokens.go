@@ -17,6 +17,8 @@ import (
 type Manager struct {
 	store Store
 	cfg   config
+	cache *verifyCache // nil without WithVerifyCache
+	uses  recentUses
 }
 
 // Key describes a key. It never holds a secret.
@@ -99,7 +101,15 @@ func NewManager(store Store, opts ...Option) (*Manager, error) {
 	if cfg.shareBase == "" {
 		return nil, invalidOption("NewManager: WithShareBaseURL is required, such as https://share.example.com/credentials/")
 	}
-	return &Manager{store: store, cfg: cfg}, nil
+	m := &Manager{store: store, cfg: cfg}
+	if cfg.cache != nil {
+		cache, err := newVerifyCache(store, cfg.cache)
+		if err != nil {
+			return nil, err
+		}
+		m.cache = cache
+	}
+	return m, nil
 }
 
 // ShareBaseURL returns the base of the Manager's share links, as given to
@@ -111,6 +121,9 @@ func (m *Manager) ShareBaseURL() string {
 // CreateKey makes an active key with a current token and returns the share
 // link that reveals the token (R1).
 func (m *Manager) CreateKey(ctx context.Context, spec KeySpec) (*Key, *ShareLink, error) {
+	if ctx == nil {
+		return nil, nil, ErrNilContext
+	}
 	if err := spec.validate(); err != nil {
 		return nil, nil, err
 	}
@@ -126,11 +139,16 @@ func (m *Manager) CreateKey(ctx context.Context, spec KeySpec) (*Key, *ShareLink
 			return nil, nil, err
 		}
 		err = m.store.InsertKey(ctx, &rec)
-		if errors.Is(err, ErrDuplicate) && attempt < 3 {
+		switch {
+		case errors.Is(err, ErrOutcomeUnknown):
+			err = m.settleInsert(ctx, &rec, err)
+		case errors.Is(err, ErrDuplicate) && attempt < 3:
 			continue // 131 random bits collided: draw again
+		case err != nil:
+			err = fmt.Errorf("tokens: create key: %w", err)
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("tokens: create key: %w", err)
+			return nil, nil, err
 		}
 		return m.key(&rec, now), link, nil
 	}
@@ -138,6 +156,9 @@ func (m *Manager) CreateKey(ctx context.Context, spec KeySpec) (*Key, *ShareLink
 
 // Key returns the key with the given ID, or ErrKeyNotFound.
 func (m *Manager) Key(ctx context.Context, id string) (*Key, error) {
+	if ctx == nil {
+		return nil, ErrNilContext
+	}
 	rec, err := m.keyLoader(id)(ctx)
 	if err != nil {
 		return nil, storeError("key", err)
@@ -147,6 +168,9 @@ func (m *Manager) Key(ctx context.Context, id string) (*Key, error) {
 
 // Keys returns the keys of one account, oldest first.
 func (m *Manager) Keys(ctx context.Context, account string) ([]*Key, error) {
+	if ctx == nil {
+		return nil, ErrNilContext
+	}
 	if err := checkText("account", account); err != nil {
 		return nil, err
 	}
@@ -170,6 +194,9 @@ func (m *Manager) Keys(ctx context.Context, account string) ([]*Key, error) {
 // deactivated. A successful Verify records the token's LastUsedAt, at most
 // once a minute.
 func (m *Manager) Verify(ctx context.Context, keyID, token string) (*Key, error) {
+	if ctx == nil {
+		return nil, ErrNilContext
+	}
 	if !wellFormedToken(token) {
 		return nil, ErrMalformedToken
 	}
@@ -177,6 +204,14 @@ func (m *Manager) Verify(ctx context.Context, keyID, token string) (*Key, error)
 		return nil, ErrInvalidCredentials
 	}
 	digest := tokenDigest(token)
+	var gen uint64
+	if m.cache != nil {
+		key, hit, g, err := m.verifyCached(ctx, keyID, digest, m.now())
+		if hit {
+			return key, err
+		}
+		gen = g
+	}
 	rec, err := m.store.Key(ctx, keyID)
 	known := err == nil
 	if err != nil && !errors.Is(err, ErrKeyNotFound) {
@@ -194,10 +229,21 @@ func (m *Manager) Verify(ctx context.Context, keyID, token string) (*Key, error)
 	}
 	now := m.now()
 	if used.LastUsedAt.IsZero() || now.Sub(used.LastUsedAt) >= lastUsedResolution {
-		if err := m.store.RecordUse(ctx, keyID, digest, now, now.Add(-lastUsedResolution)); err != nil {
-			return nil, fmt.Errorf("tokens: verify: record use: %w", err)
+		if m.uses.claim(digest, now) {
+			err := m.store.RecordUse(ctx, keyID, digest, now, now.Add(-lastUsedResolution))
+			if err != nil {
+				m.uses.release(digest)
+			}
+			// A last-use write whose outcome is unknown changes no token's
+			// validity: the token verified, and the next use writes again.
+			if err != nil && !errors.Is(err, ErrOutcomeUnknown) {
+				return nil, fmt.Errorf("tokens: verify: record use: %w", err)
+			}
 		}
 		used.LastUsedAt = now
+	}
+	if m.cache != nil {
+		m.cache.fill(&rec, gen)
 	}
 	return m.key(&rec, now), nil
 }
@@ -218,12 +264,18 @@ func matchingToken(rec *KeyRecord, digest Digest) *TokenRecord {
 
 // Activate lets the key's tokens verify again (R11).
 func (m *Manager) Activate(ctx context.Context, id string) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
 	return m.setActive(ctx, id, true)
 }
 
 // Deactivate makes Verify refuse the key's tokens with ErrKeyInactive
 // (R11). Renewal, undo, DeleteOld and link redemption still work.
 func (m *Manager) Deactivate(ctx context.Context, id string) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
 	return m.setActive(ctx, id, false)
 }
 
@@ -239,10 +291,18 @@ func (m *Manager) setActive(ctx context.Context, id string, active bool) error {
 
 // DeleteKey deletes the key with its tokens and link, irreversibly (R11).
 func (m *Manager) DeleteKey(ctx context.Context, id string) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
 	if !validKeyID(id) {
 		return ErrKeyNotFound
 	}
-	if err := m.store.DeleteKey(ctx, id); err != nil {
+	err := m.store.DeleteKey(ctx, id)
+	m.forget(id)
+	if errors.Is(err, ErrOutcomeUnknown) {
+		return m.settleDelete(ctx, id, err)
+	}
+	if err != nil {
 		return storeError("delete key", err)
 	}
 	return nil
@@ -286,6 +346,7 @@ func (m *Manager) update(ctx context.Context, load loader, change func(rec *KeyR
 		if err != nil {
 			return storeError("load key", err)
 		}
+		loaded := rec
 		now := m.now()
 		if err := change(&rec, now); err != nil {
 			if errors.Is(err, errUnchanged) {
@@ -295,6 +356,10 @@ func (m *Manager) update(ctx context.Context, load loader, change func(rec *KeyR
 		}
 		wipeExpiredLink(&rec, now)
 		err = m.store.UpdateKey(ctx, &rec)
+		m.forget(rec.ID)
+		if errors.Is(err, ErrOutcomeUnknown) {
+			return m.settleUpdate(ctx, &loaded, &rec, err)
+		}
 		retry := errors.Is(err, ErrConflict) || errors.Is(err, ErrKeyNotFound) // the next load tells which
 		if retry && attempt < maxAttempts && ctx.Err() == nil {
 			continue

@@ -20,9 +20,21 @@ type Store struct {
 	keys      map[string]tokens.KeyRecord
 	byLink    map[tokens.Digest]string
 	byAccount map[string]map[string]struct{}
+
+	// seq numbers the writes of UpdateKey and DeleteKey; changed holds the
+	// key IDs of the latest of them, oldest first (tokens.ChangeLog).
+	seq     int64
+	changed []string
 }
 
-var _ tokens.Store = (*Store)(nil)
+// keptChanges is how many numbered writes Changes can report: a reader
+// further behind is told to drop everything it cached.
+const keptChanges = 4096
+
+var (
+	_ tokens.Store     = (*Store)(nil)
+	_ tokens.ChangeLog = (*Store)(nil)
+)
 
 // New returns an empty store.
 func New() *Store {
@@ -127,6 +139,7 @@ func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
 	next.Version = prev.Version + 1
 	s.remove(prev)
 	s.put(next)
+	s.logChange(rec.ID)
 	rec.Version = next.Version
 	return nil
 }
@@ -143,7 +156,32 @@ func (s *Store) DeleteKey(ctx context.Context, id string) error {
 		return fmt.Errorf("memstore: delete key: %w", tokens.ErrKeyNotFound)
 	}
 	s.remove(prev)
+	s.logChange(id)
 	return nil
+}
+
+// Changes implements tokens.ChangeLog.
+func (s *Store) Changes(ctx context.Context, since int64) (tokens.Changes, error) {
+	if err := ctx.Err(); err != nil {
+		return tokens.Changes{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	behind := s.seq - since
+	if since < 0 || behind < 0 || behind > int64(len(s.changed)) {
+		return tokens.Changes{Latest: s.seq}, nil
+	}
+	keys := slices.Clone(s.changed[len(s.changed)-int(behind):])
+	return tokens.Changes{Latest: s.seq, Keys: keys, Complete: true}, nil
+}
+
+// logChange numbers a write of key id; the caller holds s.mu.
+func (s *Store) logChange(id string) {
+	s.seq++
+	if len(s.changed) == keptChanges {
+		s.changed = slices.Delete(s.changed, 0, keptChanges/2)
+	}
+	s.changed = append(s.changed, id)
 }
 
 // RecordUse implements tokens.Store.

@@ -43,6 +43,10 @@ type queries struct {
 
 	expiredLinks string
 
+	// countChange takes the next change number, insertChange records the
+	// key under it and trimChanges forgets old ones (tokens.ChangeLog).
+	countChange, insertChange, trimChanges, selectChanges string
+
 	createMigrations, selectMigrations, insertMigration string
 	lockMigrations                                      string // empty: the transaction itself locks
 }
@@ -102,6 +106,15 @@ var commonQueries = queries{
 	ORDER BY expires_at, key_id
 	LIMIT ?`,
 
+	countChange:  `UPDATE tokens_change_counter SET seq = seq + 1 RETURNING seq`,
+	insertChange: `INSERT INTO tokens_changes (seq, key_id) VALUES (?, ?)`,
+	trimChanges:  `DELETE FROM tokens_changes WHERE seq <= ?`,
+	// One statement, so that the counter and the changes come from one
+	// snapshot.
+	selectChanges: `SELECT c.seq, ch.key_id
+	FROM tokens_change_counter c
+	LEFT JOIN tokens_changes ch ON ch.seq > ? AND ch.seq <= c.seq`,
+
 	insertMigration:  `INSERT INTO tokens_schema_migrations (version, name) VALUES (?, ?)`,
 	selectMigrations: `SELECT version FROM tokens_schema_migrations`,
 }
@@ -157,6 +170,7 @@ func rebind(q queries, bindType int) queries {
 		&q.selectTokens, &q.insertToken, &q.updateToken, &q.deleteToken, &q.deleteTokens,
 		&q.insertLink, &q.upsertLink, &q.deleteLink,
 		&q.touchToken, &q.bumpVersion, &q.expiredLinks,
+		&q.countChange, &q.insertChange, &q.trimChanges, &q.selectChanges,
 		&q.insertMigration, &q.selectMigrations,
 	} {
 		*s = sqlx.Rebind(bindType, *s)

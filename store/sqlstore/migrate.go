@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/keyrenew/tokens"
 )
 
 // migrationFiles holds the schema of each dialect as numbered SQL files,
@@ -35,6 +37,9 @@ type migration struct {
 // SQLite a BEGIN IMMEDIATE transaction. All pending migrations are applied
 // in one transaction, so a failure leaves the schema as it was.
 func (s *Store) Migrate(ctx context.Context) error {
+	if ctx == nil {
+		return fmt.Errorf("sqlstore: migrate: %w", tokens.ErrNilContext)
+	}
 	migrations, err := s.d.migrations()
 	if err != nil {
 		return fmt.Errorf("sqlstore: migrate: %w", err)

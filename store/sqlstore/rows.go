@@ -194,7 +194,17 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 
 // inUnpreparedTx runs fn in a transaction, committed if fn returns nil; fn
 // prepares no statement of the store.
+//
+// An error before the COMMIT means nothing was written. A failed COMMIT
+// does not say that: the connection may have been lost, or the deadline
+// hit, after the database committed (pgx gives up on a COMMIT in flight
+// when the context ends). Its error also wraps tokens.ErrOutcomeUnknown,
+// the Store contract's mark of a write that may have committed, and the
+// Manager finds out which it was (R18).
 func (s *Store) inUnpreparedTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	if ctx == nil {
+		return tokens.ErrNilContext
+	}
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return err
@@ -203,7 +213,10 @@ func (s *Store) inUnpreparedTx(ctx context.Context, fn func(tx *sqlx.Tx) error) 
 		_ = tx.Rollback() // fn's error says what went wrong
 		return err
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w (%w)", err, tokens.ErrOutcomeUnknown)
+	}
+	return nil
 }
 
 // prepareTxStatements prepares every statement that runs in a transaction,
@@ -217,6 +230,7 @@ func (s *Store) prepareTxStatements(ctx context.Context) error {
 		q.insertKey, q.casKey, q.deleteKey, q.keyExists,
 		q.selectTokens, q.insertToken, q.updateToken, q.deleteToken, q.deleteTokens,
 		q.insertLink, q.upsertLink, q.deleteLink, q.touchToken, q.bumpVersion,
+		q.countChange, q.insertChange, q.trimChanges,
 	} {
 		if query == "" {
 			continue
@@ -233,6 +247,12 @@ func (s *Store) prepareTxStatements(ctx context.Context) error {
 // first use, not in New, because their tables may not exist before
 // Migrate; a failed preparation is not remembered.
 func (s *Store) stmt(ctx context.Context, query string) (*sqlx.Stmt, error) {
+	// Every statement of the store passes here or through inUnpreparedTx.
+	// database/sql dereferences a nil context while it holds the lock of
+	// its pool, so that the panic would leave every later call waiting.
+	if ctx == nil {
+		return nil, tokens.ErrNilContext
+	}
 	s.mu.Lock()
 	stmt, ok := s.stmts[query]
 	s.mu.Unlock()

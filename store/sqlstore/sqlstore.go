@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"sync"
@@ -19,6 +20,14 @@ var ErrUnsupportedDriver = errors.New("sqlstore: unsupported driver: use sqlite3
 
 // Store is a tokens.Store in a SQLite or PostgreSQL database. It is safe for
 // concurrent use, also by many processes sharing the database.
+//
+// A write whose COMMIT fails returns an error that wraps both the driver's
+// error and tokens.ErrOutcomeUnknown: the database may have committed it
+// (a connection lost, or a deadline hit, while the COMMIT was in flight).
+// A write that fails before its COMMIT wrote nothing, and its error does
+// not wrap ErrOutcomeUnknown. Given a nil context, the methods of
+// tokens.Store return an error wrapping tokens.ErrNilContext before any
+// call into database/sql.
 type Store struct {
 	db *sqlx.DB
 	d  *dialect
@@ -28,7 +37,10 @@ type Store struct {
 	txReady atomic.Bool // the statements of transactions are prepared
 }
 
-var _ tokens.Store = (*Store)(nil)
+var (
+	_ tokens.Store     = (*Store)(nil)
+	_ tokens.ChangeLog = (*Store)(nil)
+)
 
 // New returns a store in db, choosing the SQL dialect from db.DriverName():
 // "sqlite3" (github.com/mattn/go-sqlite3), "postgres" (github.com/lib/pq)
@@ -179,7 +191,10 @@ func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
 		} else {
 			_, err = s.exec(ctx, tx, s.d.q.deleteLink, rec.ID)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return s.logChange(ctx, tx, rec.ID)
 	})
 	if err != nil {
 		return s.fail("update key", err)
@@ -225,7 +240,10 @@ func (s *Store) DeleteKey(ctx context.Context, id string) error {
 		if err == nil && n == 0 {
 			err = tokens.ErrKeyNotFound
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return s.logChange(ctx, tx, id)
 	})
 	if err != nil {
 		return s.fail("delete key", err)
@@ -283,4 +301,67 @@ func (s *Store) expiredLinks(ctx context.Context, now time.Time, limit int) ([]s
 		ids = append(ids, id)
 	}
 	return ids, rows.Err()
+}
+
+// keptChanges is how many numbered changes the store keeps at least; every
+// trimEvery changes, it forgets those older than that.
+const (
+	keptChanges = 10_000
+	trimEvery   = 1_000
+)
+
+// logChange numbers the write of key id in tx. It is the transaction's
+// last statement: the counter's row lock, held until COMMIT, is the last
+// lock every writer takes, so writers never wait for each other in a
+// cycle, and numbers commit in order.
+func (s *Store) logChange(ctx context.Context, tx *sqlx.Tx, id string) error {
+	stmt, err := s.txStmt(ctx, tx, s.d.q.countChange)
+	if err != nil {
+		return err
+	}
+	var seq int64
+	if err := stmt.QueryRowContext(ctx).Scan(&seq); err != nil {
+		return err
+	}
+	if _, err := s.exec(ctx, tx, s.d.q.insertChange, seq, id); err != nil {
+		return err
+	}
+	if seq%trimEvery == 0 {
+		_, err = s.exec(ctx, tx, s.d.q.trimChanges, seq-keptChanges)
+	}
+	return err
+}
+
+// Changes implements tokens.ChangeLog with one prepared SELECT. A reader
+// more than keptChanges behind is told that the list is not complete.
+func (s *Store) Changes(ctx context.Context, since int64) (tokens.Changes, error) {
+	changes, err := s.changes(ctx, since)
+	if err != nil {
+		return tokens.Changes{}, s.fail("changes", err)
+	}
+	return changes, nil
+}
+
+func (s *Store) changes(ctx context.Context, since int64) (tokens.Changes, error) {
+	rows, err := s.query(ctx, nil, s.d.q.selectChanges, since)
+	if err != nil {
+		return tokens.Changes{}, err
+	}
+	defer rows.Close()
+	var changes tokens.Changes
+	for rows.Next() {
+		var id sql.NullString
+		if err := rows.Scan(&changes.Latest, &id); err != nil {
+			return tokens.Changes{}, err
+		}
+		if id.Valid {
+			changes.Keys = append(changes.Keys, id.String)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return tokens.Changes{}, err
+	}
+	// Every number after since is there, unless trimmed: then fewer are.
+	changes.Complete = since >= 0 && since <= changes.Latest && int64(len(changes.Keys)) == changes.Latest-since
+	return changes, nil
 }

@@ -82,7 +82,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 			for range 3 {
 				require.NoError(t, st.Migrate(t.Context()))
 			}
-			requireSchemaVersions(t, db, 1)
+			requireSchemaVersions(t, db, 1, 2)
 			requireWorks(t, st)
 		})
 	}
@@ -110,7 +110,7 @@ func TestMigrateConcurrently(t *testing.T) {
 			for range processes {
 				require.NoError(t, <-errs)
 			}
-			requireSchemaVersions(t, open(t, b.driver, dsn), 1)
+			requireSchemaVersions(t, open(t, b.driver, dsn), 1, 2)
 			for _, st := range stores {
 				requireWorks(t, st)
 			}

@@ -39,6 +39,7 @@ func Run(t *testing.T, newStore func(t *testing.T) tokens.Store) {
 		{"RecordUse", recordUseTests},
 		{"ExpiredLinks", expiredLinksTests},
 		{"Concurrency", concurrencyTests},
+		{"ChangeLog", changeLogTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -1,0 +1,333 @@
+package tokens
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// CacheConfig configures the verification cache of WithVerifyCache.
+type CacheConfig struct {
+	// MaxKeys is how many keys the cache holds at most (C3); 0 means
+	// DefaultCacheKeys. A full cache drops a key at random to take another.
+	MaxKeys int
+	// MaxStaleness bounds how late a revocation is honoured (C2): a
+	// Verify that starts more than MaxStaleness after a call that stopped
+	// a token verifying has returned, in any process, does not accept that
+	// token. 0 means DefaultMaxStaleness. A Manager checks the store for
+	// changes at most once per MaxStaleness, on the goroutine of a Verify.
+	MaxStaleness time.Duration
+}
+
+const (
+	// DefaultCacheKeys is CacheConfig.MaxKeys when left 0.
+	DefaultCacheKeys = 10_000
+	// DefaultMaxStaleness is CacheConfig.MaxStaleness when left 0.
+	DefaultMaxStaleness = time.Second
+)
+
+// WithVerifyCache lets Verify accept a token from process memory instead of
+// reading the store every time (C1-C4). Only acceptance is cached: a token
+// the cache does not accept is looked up in the store, so a token made a
+// moment ago in another process verifies at once, and a wrong token never
+// takes memory.
+//
+// A change that stops a token verifying (DeleteOld, Renew with DeleteNow
+// or a discard of an unseen token, Undo, Deactivate, DeleteKey) is
+// honoured at once by the Manager that made it, and by every other Manager
+// sharing the store within MaxStaleness: before it accepts from memory, a
+// Manager that has not confirmed within MaxStaleness that its entries are
+// current asks the store which keys changed since (one small query), and
+// if it cannot, reads the store instead (fail closed). Time is the
+// Manager's clock (R12): if that is the wall clock and it steps back,
+// entries stay trusted for as long as the step.
+//
+// The store must implement ChangeLog, as memstore and sqlstore do;
+// NewManager refuses the option otherwise. The cache starts no goroutine;
+// Close empties it.
+func WithVerifyCache(cc CacheConfig) Option {
+	return func(cfg *config) error {
+		if cc.MaxKeys < 0 || cc.MaxStaleness < 0 {
+			return invalidOption("WithVerifyCache: MaxKeys and MaxStaleness must not be negative")
+		}
+		if cc.MaxKeys == 0 {
+			cc.MaxKeys = DefaultCacheKeys
+		}
+		if cc.MaxStaleness == 0 {
+			cc.MaxStaleness = DefaultMaxStaleness
+		}
+		cfg.cache = &cc
+		return nil
+	}
+}
+
+// verifyCache holds records of keys whose token the store accepted, by key
+// ID. It trusts them while a check of the store's ChangeLog that started
+// less than MaxStaleness ago found them unchanged.
+//
+// The race that such caches are known for: a Verify reads the store, a
+// revocation commits and a check drops the key, then the Verify puts back
+// what it read. Here every drop bumps gen, and a fill is kept only if gen
+// did not move since before its read.
+type verifyCache struct {
+	log       ChangeLog
+	maxKeys   int
+	staleness time.Duration
+
+	mu        sync.RWMutex
+	entries   map[string]*cachedKey
+	seq       int64     // the ChangeLog number the entries are current with
+	checkedAt time.Time // when the latest successful check began; zero: never
+	gen       uint64
+	checking  chan struct{} // closed when the check in flight ends; nil if none
+	closed    bool
+}
+
+// cachedKey is a record as the store had it when a token of it verified.
+// rec never changes once cached; the times of the last recorded use do.
+type cachedKey struct {
+	rec      KeyRecord
+	lastUsed [2]atomic.Int64 // Unix microseconds of current and old; 0: never
+}
+
+func newVerifyCache(store Store, cc *CacheConfig) (*verifyCache, error) {
+	log, ok := store.(ChangeLog)
+	if !ok {
+		return nil, invalidOption(fmt.Sprintf("WithVerifyCache: the store (%T) does not implement tokens.ChangeLog", store))
+	}
+	return &verifyCache{
+		log:       log,
+		maxKeys:   cc.MaxKeys,
+		staleness: cc.MaxStaleness,
+		entries:   make(map[string]*cachedKey),
+	}, nil
+}
+
+// lookup returns the cached key id if the cache is confirmed current at
+// now, confirming it first if needed; nil if it cannot be trusted or holds
+// no such key. gen is the generation a fill after a store read must
+// present.
+func (c *verifyCache) lookup(ctx context.Context, id string, now time.Time) (e *cachedKey, gen uint64) {
+	c.mu.RLock()
+	current := c.currentAt(now)
+	e, gen = c.entries[id], c.gen
+	c.mu.RUnlock()
+	if current {
+		return e, gen
+	}
+	if !c.check(ctx, now) {
+		return nil, gen
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.entries[id], c.gen
+}
+
+// currentAt reports whether the entries may be trusted at now; the caller
+// holds c.mu.
+func (c *verifyCache) currentAt(now time.Time) bool {
+	return !c.closed && !c.checkedAt.IsZero() && now.Before(c.checkedAt.Add(c.staleness))
+}
+
+// check asks the ChangeLog which keys changed since the last check, drops
+// them, and reports whether the entries are now current at now. One check
+// runs at a time; others wait for it. start is a time read before the
+// store is asked, so that the trust it buys never outlasts MaxStaleness
+// after any change the store did not yet report.
+func (c *verifyCache) check(ctx context.Context, start time.Time) bool {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return false
+		}
+		if c.currentAt(start) {
+			c.mu.Unlock()
+			return true
+		}
+		if wait := c.checking; wait != nil {
+			c.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return false
+			}
+		}
+		done := make(chan struct{})
+		c.checking = done
+		since := c.seq
+		c.mu.Unlock()
+
+		changes, err := c.log.Changes(ctx, since)
+
+		c.mu.Lock()
+		c.checking = nil
+		close(done)
+		if err == nil && !c.closed {
+			switch {
+			case !changes.Complete:
+				c.entries = make(map[string]*cachedKey)
+				c.gen++
+			case len(changes.Keys) > 0:
+				for _, id := range changes.Keys {
+					delete(c.entries, id)
+				}
+				c.gen++
+			}
+			c.seq = changes.Latest
+			if start.After(c.checkedAt) {
+				c.checkedAt = start
+			}
+		}
+		current := err == nil && c.currentAt(start)
+		c.mu.Unlock()
+		return current
+	}
+}
+
+// fill caches rec, whose token the store just accepted, unless an entry
+// was dropped since gen was read, before the store was: then rec may be
+// older than the change that dropped it.
+func (c *verifyCache) fill(rec *KeyRecord, gen uint64) {
+	e := &cachedKey{rec: *rec}
+	e.rec.Link.Sealed = nil // never kept in memory longer than needed
+	e.lastUsed[0].Store(unixMicro(rec.Current.LastUsedAt))
+	e.lastUsed[1].Store(unixMicro(rec.Old.LastUsedAt))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || c.gen != gen {
+		return
+	}
+	if _, ok := c.entries[rec.ID]; !ok && len(c.entries) >= c.maxKeys {
+		for id := range c.entries { // map order is random: a random victim
+			delete(c.entries, id)
+			break
+		}
+	}
+	c.entries[rec.ID] = e
+}
+
+// drop forgets key id at once, after this Manager changed it.
+func (c *verifyCache) drop(id string) {
+	c.mu.Lock()
+	delete(c.entries, id)
+	c.gen++
+	c.mu.Unlock()
+}
+
+func (c *verifyCache) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.entries = nil
+	c.gen++
+	c.mu.Unlock()
+}
+
+// claimUse reports whether this goroutine is the one to record a use of
+// the token in slot at now (R9: at most once a minute per token and, with
+// many goroutines verifying it at once, once per process), the last-use
+// time it replaced, and the token's last-use time as this process knows it.
+func (e *cachedKey) claimUse(slot int, now time.Time) (claimed bool, prev int64, lastUsed time.Time) {
+	prev = e.lastUsed[slot].Load()
+	if prev != 0 && now.Sub(time.UnixMicro(prev)) < lastUsedResolution {
+		return false, prev, time.UnixMicro(prev).UTC()
+	}
+	if e.lastUsed[slot].CompareAndSwap(prev, now.UnixMicro()) {
+		return true, prev, now
+	}
+	return false, prev, time.UnixMicro(e.lastUsed[slot].Load()).UTC()
+}
+
+func unixMicro(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+// Close stops what the Manager started for WithVerifyCache and empties
+// the cache; after it, Verify reads the store (C4). It does not close the
+// store. Without the option it does nothing. It returns nil.
+func (m *Manager) Close() error {
+	if m.cache != nil {
+		m.cache.close()
+	}
+	return nil
+}
+
+// forget drops key id from the cache once this Manager wrote it, whether
+// or not the write took: so the Manager that revokes a token refuses it at
+// once, and a fill that read the key before the write is not kept.
+func (m *Manager) forget(id string) {
+	if m.cache != nil {
+		m.cache.drop(id)
+	}
+}
+
+// verifyCached accepts digest for key id from the cache, if the cache is
+// current and holds a token of the key with that digest. hit is false when
+// the store must decide; gen is then what a fill must present.
+func (m *Manager) verifyCached(ctx context.Context, id string, digest Digest, now time.Time) (key *Key, hit bool, gen uint64, err error) {
+	e, gen := m.cache.lookup(ctx, id, now)
+	if e == nil {
+		return nil, false, gen, nil
+	}
+	rec := e.rec
+	used := matchingToken(&rec, digest)
+	if used == nil {
+		return nil, false, gen, nil
+	}
+	slot := 0
+	if used == &rec.Old {
+		slot = 1
+	}
+	claimed, prev, lastUsed := e.claimUse(slot, now)
+	if claimed {
+		err := m.store.RecordUse(ctx, id, digest, now, now.Add(-lastUsedResolution))
+		if err != nil {
+			e.lastUsed[slot].CompareAndSwap(now.UnixMicro(), prev) // the next Verify tries again
+		}
+		if err != nil && !errors.Is(err, ErrOutcomeUnknown) { // as in Verify
+			return nil, true, gen, fmt.Errorf("tokens: verify: record use: %w", err)
+		}
+	}
+	used.LastUsedAt = lastUsed
+	return m.key(&rec, now), true, gen, nil
+}
+
+// recentUses remembers, per token digest, when this process last recorded
+// a use, so that of many goroutines that find a token's last use a minute
+// old at once only one writes it (R9 per process, without the herd of
+// UPDATEs at the minute boundary). Only tokens that verified are entered,
+// and the map is emptied when full, so bad credentials take no memory.
+type recentUses struct {
+	mu   sync.Mutex
+	used map[Digest]time.Time
+}
+
+const maxRecentUses = 4096
+
+// claim reports whether the caller is to record a use of token at now.
+func (r *recentUses) claim(token Digest, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if last, ok := r.used[token]; ok && now.Sub(last) < lastUsedResolution {
+		return false
+	}
+	if r.used == nil || len(r.used) >= maxRecentUses {
+		r.used = make(map[Digest]time.Time)
+	}
+	r.used[token] = now
+	return true
+}
+
+// release forgets a claim whose write failed, so the next use tries again.
+func (r *recentUses) release(token Digest) {
+	r.mu.Lock()
+	delete(r.used, token)
+	r.mu.Unlock()
+}
