@@ -952,3 +952,61 @@ func TestS9_TextThatSpoofsTheScreenIsRefused(t *testing.T) {
 		require.Equal(t, key.ID, keys[0].ID)
 	}
 }
+
+// TestS3_UnknownKeyIsComparedLikeAWrongToken reads Verify's source: a key
+// the store does not know must not return before the token comparisons,
+// or the time Verify takes tells whether a key ID exists (issue 7, item
+// 7). The benchmarks Verify/wrong and Verify/unknown_key measure it.
+func TestS3_UnknownKeyIsComparedLikeAWrongToken(t *testing.T) {
+	fset := token.NewFileSet()
+	file, err := parser.ParseFile(fset, "tokens.go", nil, parser.SkipObjectResolution)
+	require.NoError(t, err)
+	var verify *ast.FuncDecl
+	for _, decl := range file.Decls {
+		if fn, ok := decl.(*ast.FuncDecl); ok && fn.Name.Name == "Verify" {
+			verify = fn
+		}
+	}
+	require.NotNil(t, verify)
+	ast.Inspect(verify, func(n ast.Node) bool {
+		stmt, ok := n.(*ast.IfStmt)
+		if !ok {
+			return true
+		}
+		mentionsMiss := false
+		ast.Inspect(stmt.Cond, func(n ast.Node) bool {
+			if id, ok := n.(*ast.Ident); ok && id.Name == "ErrKeyNotFound" {
+				mentionsMiss = true
+			}
+			return true
+		})
+		if !mentionsMiss {
+			return true
+		}
+		returns := false
+		ast.Inspect(stmt.Body, func(n ast.Node) bool {
+			_, isReturn := n.(*ast.ReturnStmt)
+			returns = returns || isReturn
+			return true
+		})
+		require.False(t, returns && !strings.Contains(exprString(stmt.Cond), "!errors.Is"),
+			"%s: Verify returns early for an unknown key", fset.Position(stmt.Pos()))
+		return true
+	})
+}
+
+func exprString(e ast.Expr) string {
+	var b strings.Builder
+	ast.Inspect(e, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.UnaryExpr:
+			b.WriteString(n.Op.String())
+		case *ast.SelectorExpr:
+			if x, ok := n.X.(*ast.Ident); ok {
+				b.WriteString(x.Name + "." + n.Sel.Name)
+			}
+		}
+		return true
+	})
+	return b.String()
+}

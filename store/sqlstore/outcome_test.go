@@ -174,8 +174,8 @@ func TestDeadlineSweepOutcomes(t *testing.T) {
 				}
 			}
 
-			t.Logf("%s RedeemLink: %v", b.name, &redeem)
-			t.Logf("%s Renew: %v", b.name, &renew)
+			t.Logf("sweep %s RedeemLink: %v", b.name, &redeem)
+			t.Logf("sweep %s Renew: %v", b.name, &renew)
 			for _, m := range append(redeem.mismatches, renew.mismatches...) {
 				t.Error(m)
 			}

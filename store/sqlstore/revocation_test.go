@@ -337,7 +337,7 @@ func runRevocationLatency(t *testing.T, b backend, terminate bool) {
 		}
 	}
 
-	t.Logf("%d keys prepared in %v, children ready in %v, %d revocations in %v, %d connections terminated, total %v",
+	t.Logf("revocation: %d keys prepared in %v, children ready in %v, %d revocations in %v, %d connections terminated, total %v",
 		revocationCount, prepared.Sub(began).Round(time.Millisecond), ready.Sub(prepared).Round(time.Millisecond),
 		revocationCount, revoked.Sub(ready).Round(time.Millisecond), terminated, time.Since(began).Round(time.Millisecond))
 	for ci, rep := range reports {
@@ -345,7 +345,7 @@ func runRevocationLatency(t *testing.T, b backend, terminate bool) {
 		for _, seen := range rep.Tokens {
 			after += seen.AcceptedAfterRefusal
 		}
-		t.Logf("child %d: %d verifies (%d accepted, %d refused) in %d rounds (longest %v), %d errors %q, %d acceptances after a refusal",
+		t.Logf("revocation: child %d: %d verifies (%d accepted, %d refused) in %d rounds (longest %v), %d errors %q, %d acceptances after a refusal",
 			ci, rep.Verifies, rep.Accepted, rep.Refused, rep.Rounds, rep.LongestRound.Round(10*time.Microsecond),
 			rep.Errors, rep.ErrorSamples, after)
 	}
@@ -359,14 +359,14 @@ func runRevocationLatency(t *testing.T, b backend, terminate bool) {
 		if label == "" {
 			label = "all kinds"
 		}
-		t.Logf("time to refusal, %s (%d): p50 %v, p99 %v, max %v (MaxStaleness %v)", label, len(d),
+		t.Logf("revocation: time to refusal, %s (%d): p50 %v, p99 %v, max %v (MaxStaleness %v)", label, len(d),
 			percentile(d, 0.50).Round(10*time.Microsecond), percentile(d, 0.99).Round(10*time.Microsecond),
 			d[len(d)-1].Round(10*time.Microsecond), revocationStaleness)
 	}
 
 	if len(gaps) > 0 {
 		slices.Sort(gaps)
-		t.Logf("resolution, from a token's last acceptance to its first refusal: p50 %v, p99 %v, max %v",
+		t.Logf("revocation: resolution, from a token's last acceptance to its first refusal: p50 %v, p99 %v, max %v",
 			percentile(gaps, 0.50).Round(10*time.Microsecond), percentile(gaps, 0.99).Round(10*time.Microsecond),
 			gaps[len(gaps)-1].Round(10*time.Microsecond))
 	}
