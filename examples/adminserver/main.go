@@ -13,6 +13,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -36,10 +38,11 @@ import (
 )
 
 type config struct {
-	addr     string
-	sqlite   string
-	postgres string
-	account  string
+	addr       string
+	sqlite     string
+	postgres   string
+	account    string
+	secretFile string
 }
 
 func main() {
@@ -48,6 +51,7 @@ func main() {
 	flag.StringVar(&cfg.sqlite, "db", "tokens-admin.db", "SQLite database file")
 	flag.StringVar(&cfg.postgres, "postgres", os.Getenv("TOKENS_POSTGRES"), "PostgreSQL URL; overrides -db")
 	flag.StringVar(&cfg.account, "account", "acme", "account whose keys to manage")
+	flag.StringVar(&cfg.secretFile, "secret-file", "tokens-admin.secret", "file holding the sealing secret (made if missing); $TOKENS_SEALING_SECRET, base64, overrides it")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -67,7 +71,13 @@ func run(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	handler, err := newServer(ctx, db, "http://"+ln.Addr().String(), cfg.account, systemClock{})
+	secret, err := sealingSecret(cfg.secretFile)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	handler, err := newServer(ctx, db, "http://"+ln.Addr().String(), cfg.account, systemClock{},
+		tokens.WithSealingSecret(secret))
 	if err != nil {
 		ln.Close()
 		return err
@@ -90,14 +100,45 @@ func openDB(cfg config) (*sqlx.DB, error) {
 	if cfg.postgres != "" {
 		return sqlx.Open("postgres", cfg.postgres)
 	}
-	return sqlx.Open("sqlite3", "file:"+cfg.sqlite+"?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate")
+	return sqlx.Open("sqlite3", "file:"+cfg.sqlite+"?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate&_secure_delete=on")
+}
+
+// sealingSecret returns the secret that seals the tokens of pending links
+// (tokens.WithSealingSecret): from $TOKENS_SEALING_SECRET if set, else from
+// path, which is made with 32 random bytes if missing. It is kept out of
+// the database, so a copy of the database and a leaked link URL open
+// nothing.
+func sealingSecret(path string) ([]byte, error) {
+	encoded := os.Getenv("TOKENS_SEALING_SECRET")
+	if encoded == "" {
+		data, err := os.ReadFile(path)
+		if errors.Is(err, os.ErrNotExist) {
+			data = []byte(base64.StdEncoding.EncodeToString(randomBytes(32)))
+			err = os.WriteFile(path, data, 0o600)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("adminserver: sealing secret: %w", err)
+		}
+		encoded = string(data)
+	}
+	secret, err := base64.StdEncoding.DecodeString(strings.TrimSpace(encoded))
+	if err != nil {
+		return nil, errors.New("adminserver: sealing secret: not base64")
+	}
+	return secret, nil
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b) // never fails (crypto/rand)
+	return b
 }
 
 // newServer migrates the schema and returns the whole site: the admin
 // screen at /, the share link pages at /credentials/ and a protected API at
 // /api/. origin is where the server is reached, such as
 // http://127.0.0.1:8080. Until ctx ends, it also purges expired links.
-func newServer(ctx context.Context, db *sqlx.DB, origin, account string, clock tokens.Clock) (http.Handler, error) {
+func newServer(ctx context.Context, db *sqlx.DB, origin, account string, clock tokens.Clock, opts ...tokens.Option) (http.Handler, error) {
 	store, err := sqlstore.New(db)
 	if err != nil {
 		return nil, err
@@ -105,7 +146,8 @@ func newServer(ctx context.Context, db *sqlx.DB, origin, account string, clock t
 	if err := store.Migrate(ctx); err != nil {
 		return nil, err
 	}
-	m, err := tokens.NewManager(store, tokens.WithClock(clock), tokens.WithShareBaseURL(origin+"/credentials/"))
+	opts = append([]tokens.Option{tokens.WithClock(clock), tokens.WithShareBaseURL(origin + "/credentials/")}, opts...)
+	m, err := tokens.NewManager(store, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +161,14 @@ func newServer(ctx context.Context, db *sqlx.DB, origin, account string, clock t
 	if err != nil {
 		return nil, err
 	}
-	go purgeExpired(ctx, m, time.Tick(purgeInterval))
+	go purgeExpired(ctx, m, time.Tick(purgeInterval), func(ctx context.Context) {
+		if db.DriverName() == "sqlite3" {
+			// Drops the -wal frames that still hold wiped sealed tokens.
+			if _, err := db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)"); err != nil && ctx.Err() == nil {
+				log.Printf("adminserver: checkpoint: %v", err)
+			}
+		}
+	})
 
 	admin := &app{m: m, account: account, now: clock.Now}
 	mux := http.NewServeMux()
@@ -163,10 +212,11 @@ func onlyHosts(next http.Handler, hosts ...string) http.Handler {
 // links.
 const purgeInterval = 10 * time.Minute
 
-// purgeExpired calls m.PurgeExpired now and at every tick, until ctx ends,
-// so that a link that expired unopened soon holds no sealed token in the
-// database or its backups. The library starts no goroutine of its own.
-func purgeExpired(ctx context.Context, m *tokens.Manager, ticks <-chan time.Time) {
+// purgeExpired calls m.PurgeExpired, then after, now and at every tick,
+// until ctx ends, so that a link that expired unopened soon holds no sealed
+// token in the database or its backups. The library starts no goroutine of
+// its own.
+func purgeExpired(ctx context.Context, m *tokens.Manager, ticks <-chan time.Time, after func(context.Context)) {
 	for {
 		n, err := m.PurgeExpired(ctx)
 		switch {
@@ -175,6 +225,7 @@ func purgeExpired(ctx context.Context, m *tokens.Manager, ticks <-chan time.Time
 		case n > 0:
 			log.Printf("adminserver: purged %d expired links", n)
 		}
+		after(ctx)
 		select {
 		case <-ctx.Done():
 			return

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -232,7 +235,7 @@ func TestPurgeExpired(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		purgeExpired(jobCtx, m, ticks)
+		purgeExpired(jobCtx, m, ticks, func(context.Context) {})
 	}()
 	ticks <- time.Time{} // the purge at start is over
 	if sealed(first) {
@@ -246,4 +249,36 @@ func TestPurgeExpired(t *testing.T) {
 	}
 	stop()
 	<-done
+}
+
+func TestSealingSecretFile(t *testing.T) {
+	t.Setenv("TOKENS_SEALING_SECRET", "")
+	path := filepath.Join(t.TempDir(), "admin.secret")
+	first, err := sealingSecret(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(first) != 32 {
+		t.Fatalf("made a secret of %d bytes, want 32", len(first))
+	}
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm() != 0o600 {
+		t.Errorf("secret file mode %v, want 0600", info.Mode().Perm())
+	}
+	again, err := sealingSecret(path)
+	if err != nil || !bytes.Equal(first, again) {
+		t.Fatalf("the secret was not reused: %v", err)
+	}
+	t.Setenv("TOKENS_SEALING_SECRET", base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32)))
+	fromEnv, err := sealingSecret(path)
+	if err != nil || !bytes.Equal(fromEnv, bytes.Repeat([]byte{9}, 32)) {
+		t.Fatalf("TOKENS_SEALING_SECRET was not used: %v", err)
+	}
+	t.Setenv("TOKENS_SEALING_SECRET", "not base64!")
+	if _, err := sealingSecret(path); err == nil {
+		t.Error("a secret that is not base64 was accepted")
+	}
 }
