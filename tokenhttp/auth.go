@@ -44,13 +44,13 @@ func (e *credentialsError) Unwrap() error { return tokens.ErrInvalidCredentials 
 // should not see. An ErrorHandler must not echo the request's headers.
 type ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
-// An AuthOption configures Authenticate.
-type AuthOption func(*authenticator) error
-
 // WithKeyIDHeader sets the request header that carries the key ID. The
 // default is DefaultKeyIDHeader.
-func WithKeyIDHeader(name string) AuthOption {
-	return func(a *authenticator) error {
+func WithKeyIDHeader(name string) Option {
+	return func(a *settings) error {
+		if err := a.only("WithKeyIDHeader", forAuthenticate); err != nil {
+			return err
+		}
 		if !validHeaderName(name) {
 			return fmt.Errorf("tokenhttp: WithKeyIDHeader: %q is not a header name", name)
 		}
@@ -61,8 +61,11 @@ func WithKeyIDHeader(name string) AuthOption {
 
 // WithTokenHeader sets the request header that carries the token. The
 // default is DefaultTokenHeader.
-func WithTokenHeader(name string) AuthOption {
-	return func(a *authenticator) error {
+func WithTokenHeader(name string) Option {
+	return func(a *settings) error {
+		if err := a.only("WithTokenHeader", forAuthenticate); err != nil {
+			return err
+		}
 		if !validHeaderName(name) {
 			return fmt.Errorf("tokenhttp: WithTokenHeader: %q is not a header name", name)
 		}
@@ -74,16 +77,22 @@ func WithTokenHeader(name string) AuthOption {
 // WithBearer also accepts "Authorization: Bearer <key ID>:<token>" from
 // requests that carry neither the key ID header nor the token header, for
 // clients that can set only the Authorization header.
-func WithBearer() AuthOption {
-	return func(a *authenticator) error {
+func WithBearer() Option {
+	return func(a *settings) error {
+		if err := a.only("WithBearer", forAuthenticate); err != nil {
+			return err
+		}
 		a.bearer = true
 		return nil
 	}
 }
 
 // WithErrorHandler replaces the default JSON error responses.
-func WithErrorHandler(h ErrorHandler) AuthOption {
-	return func(a *authenticator) error {
+func WithErrorHandler(h ErrorHandler) Option {
+	return func(a *settings) error {
+		if err := a.only("WithErrorHandler", forAuthenticate); err != nil {
+			return err
+		}
 		if h == nil {
 			return errors.New("tokenhttp: WithErrorHandler: handler is nil")
 		}
@@ -93,11 +102,8 @@ func WithErrorHandler(h ErrorHandler) AuthOption {
 }
 
 type authenticator struct {
-	m           *tokens.Manager
-	keyIDHeader string
-	tokenHeader string
-	bearer      bool
-	onError     ErrorHandler
+	m *tokens.Manager
+	*settings
 }
 
 // Authenticate returns middleware that lets a request through only if it
@@ -118,28 +124,32 @@ type authenticator struct {
 //     header is missing or the key ID and token do not match an existing
 //     key;
 //   - 403 key_inactive when they match a deactivated key;
-//   - 500 internal_error when the store fails.
+//   - 500 internal_error when the store fails; the error also goes to
+//     WithErrorReporter.
 //
-// Authenticate panics if m is nil or an option is invalid: both are
-// programming errors, found when the server starts.
-func Authenticate(m *tokens.Manager, opts ...AuthOption) func(http.Handler) http.Handler {
+// Like NewLinkHandler, it returns an error if m is nil or an option is
+// invalid.
+func Authenticate(m *tokens.Manager, opts ...Option) (func(http.Handler) http.Handler, error) {
 	if m == nil {
-		panic("tokenhttp: Authenticate: Manager is nil")
+		return nil, errors.New("tokenhttp: Authenticate: Manager is nil")
 	}
-	a := &authenticator{m: m, keyIDHeader: DefaultKeyIDHeader, tokenHeader: DefaultTokenHeader}
-	for _, opt := range opts {
-		if opt == nil {
-			panic("tokenhttp: Authenticate: nil option")
-		}
-		if err := opt(a); err != nil {
-			panic(err.Error())
-		}
+	set, err := apply(forAuthenticate, opts)
+	if err != nil {
+		return nil, err
 	}
+	a := &authenticator{m: m, settings: set}
 	if a.keyIDHeader == a.tokenHeader {
-		panic("tokenhttp: Authenticate: the key ID and the token need two different headers")
+		return nil, errors.New("tokenhttp: Authenticate: the key ID and the token need two different headers")
 	}
-	if a.onError == nil {
-		a.onError = a.writeError
+	respond := a.onError
+	if respond == nil {
+		respond = a.writeError
+	}
+	a.onError = func(w http.ResponseWriter, r *http.Request, err error) {
+		if !errors.Is(err, tokens.ErrInvalidCredentials) && !errors.Is(err, tokens.ErrKeyInactive) {
+			a.report(r, err)
+		}
+		respond(w, r, err)
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -157,7 +167,7 @@ func Authenticate(m *tokens.Manager, opts ...AuthOption) func(http.Handler) http
 			}
 			a.onError(w, r, err)
 		})
-	}
+	}, nil
 }
 
 // credentials reads the key ID and token of r. A request with either

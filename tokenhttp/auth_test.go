@@ -132,7 +132,7 @@ func TestAuthenticateLetsValidKeyThrough(t *testing.T) {
 	e := newEnv(t, shareBase)
 	key, creds := e.newKey(t)
 	var seen *http.Request
-	h := tokenhttp.Authenticate(e.m)(protected(t, &seen))
+	h := mustAuthenticate(t, e.m)(protected(t, &seen))
 
 	r := apiRequest(map[string]string{"X-API-Key-ID": creds.KeyID, "X-API-Token": creds.Token})
 	rec := serve(h, r)
@@ -156,7 +156,7 @@ func TestAuthenticateAcceptsOldAndNewTokenDuringRenewal(t *testing.T) {
 	newCreds, err := e.m.RedeemLink(context.Background(), link.URL)
 	require.NoError(t, err)
 	var seen *http.Request
-	h := tokenhttp.Authenticate(e.m)(protected(t, &seen))
+	h := mustAuthenticate(t, e.m)(protected(t, &seen))
 
 	for _, c := range []*tokens.Credentials{oldCreds, newCreds} {
 		rec := serve(h, apiRequest(map[string]string{"X-API-Key-ID": c.KeyID, "X-API-Token": c.Token}))
@@ -168,7 +168,7 @@ func TestAuthenticateRefusesMissingCredentials(t *testing.T) {
 	e := newEnv(t, shareBase)
 	_, creds := e.newKey(t)
 	var seen *http.Request
-	h := tokenhttp.Authenticate(e.m)(protected(t, &seen))
+	h := mustAuthenticate(t, e.m)(protected(t, &seen))
 
 	for name, headers := range map[string]map[string]string{
 		"no headers":     {},
@@ -191,7 +191,7 @@ func TestAuthenticateRefusesWrongCredentials(t *testing.T) {
 	key, creds := e.newKey(t)
 	_, other := e.newKey(t)
 	var seen *http.Request
-	h := tokenhttp.Authenticate(e.m)(protected(t, &seen))
+	h := mustAuthenticate(t, e.m)(protected(t, &seen))
 
 	for name, c := range map[string][2]string{
 		"another key's token": {creds.KeyID, other.Token},
@@ -216,7 +216,7 @@ func TestAuthenticateRefusesInactiveKey(t *testing.T) {
 	key, creds := e.newKey(t)
 	require.NoError(t, e.m.Deactivate(context.Background(), key.ID))
 	var seen *http.Request
-	h := tokenhttp.Authenticate(e.m)(protected(t, &seen))
+	h := mustAuthenticate(t, e.m)(protected(t, &seen))
 
 	rec := serve(h, apiRequest(map[string]string{"X-API-Key-ID": creds.KeyID, "X-API-Token": creds.Token}))
 
@@ -229,7 +229,7 @@ func TestAuthenticateHidesStoreErrors(t *testing.T) {
 	_, creds := e.newKey(t)
 	e.store.down.Store(true)
 	var seen *http.Request
-	h := tokenhttp.Authenticate(e.m)(protected(t, &seen))
+	h := mustAuthenticate(t, e.m)(protected(t, &seen))
 
 	rec := serve(h, apiRequest(map[string]string{"X-API-Key-ID": creds.KeyID, "X-API-Token": creds.Token}))
 
@@ -241,7 +241,7 @@ func TestAuthenticateWithCustomHeaders(t *testing.T) {
 	e := newEnv(t, shareBase)
 	key, creds := e.newKey(t)
 	var seen *http.Request
-	h := tokenhttp.Authenticate(e.m,
+	h := mustAuthenticate(t, e.m,
 		tokenhttp.WithKeyIDHeader("x-client-id"),
 		tokenhttp.WithTokenHeader("X-Client-Secret"),
 	)(protected(t, &seen))
@@ -261,7 +261,7 @@ func TestAuthenticateWithBearer(t *testing.T) {
 	e := newEnv(t, shareBase)
 	key, creds := e.newKey(t)
 	var seen *http.Request
-	h := tokenhttp.Authenticate(e.m, tokenhttp.WithBearer())(protected(t, &seen))
+	h := mustAuthenticate(t, e.m, tokenhttp.WithBearer())(protected(t, &seen))
 
 	rec := serve(h, apiRequest(map[string]string{"Authorization": "Bearer " + creds.KeyID + ":" + creds.Token}))
 	require.Equal(t, http.StatusOK, rec.Code)
@@ -290,7 +290,7 @@ func TestAuthenticateWithErrorHandler(t *testing.T) {
 	e := newEnv(t, shareBase)
 	key, creds := e.newKey(t)
 	var got []error
-	h := tokenhttp.Authenticate(e.m, tokenhttp.WithErrorHandler(func(w http.ResponseWriter, _ *http.Request, err error) {
+	h := mustAuthenticate(t, e.m, tokenhttp.WithErrorHandler(func(w http.ResponseWriter, _ *http.Request, err error) {
 		got = append(got, err)
 		w.WriteHeader(http.StatusTeapot)
 	}))(http.NotFoundHandler())
@@ -312,20 +312,72 @@ func TestAuthenticateWithErrorHandler(t *testing.T) {
 	assert.ErrorIs(t, got[3], errStoreDown)
 }
 
-func TestAuthenticatePanicsOnMisconfiguration(t *testing.T) {
+func TestAuthenticateRefusesMisconfiguration(t *testing.T) {
 	e := newEnv(t, shareBase)
-	for name, opts := range map[string][]tokenhttp.AuthOption{
-		"empty header":      {tokenhttp.WithKeyIDHeader("")},
-		"invalid header":    {tokenhttp.WithTokenHeader("X Token")},
-		"same headers":      {tokenhttp.WithKeyIDHeader("x-key"), tokenhttp.WithTokenHeader("X-Key")},
-		"nil error handler": {tokenhttp.WithErrorHandler(nil)},
-		"nil option":        {nil},
+	for name, opts := range map[string][]tokenhttp.Option{
+		"empty header":       {tokenhttp.WithKeyIDHeader("")},
+		"invalid header":     {tokenhttp.WithTokenHeader("X Token")},
+		"same headers":       {tokenhttp.WithKeyIDHeader("x-key"), tokenhttp.WithTokenHeader("X-Key")},
+		"nil error handler":  {tokenhttp.WithErrorHandler(nil)},
+		"nil error reporter": {tokenhttp.WithErrorReporter(nil)},
+		"nil option":         {nil},
 	} {
 		t.Run(name, func(t *testing.T) {
-			assert.Panics(t, func() { tokenhttp.Authenticate(e.m, opts...) })
+			mw, err := tokenhttp.Authenticate(e.m, opts...)
+			assert.Error(t, err)
+			assert.Nil(t, mw)
 		})
 	}
-	assert.Panics(t, func() { tokenhttp.Authenticate(nil) })
+	_, err := tokenhttp.Authenticate(nil)
+	assert.Error(t, err)
+}
+
+// TestOptionsApplyWhereTheySay: the middleware's options are refused by
+// the link handler, with an error that says why, and not silently ignored.
+func TestOptionsApplyWhereTheySay(t *testing.T) {
+	e := newEnv(t, shareBase)
+	for name, opt := range map[string]tokenhttp.Option{
+		"WithKeyIDHeader":  tokenhttp.WithKeyIDHeader("X-Key"),
+		"WithTokenHeader":  tokenhttp.WithTokenHeader("X-Secret"),
+		"WithBearer":       tokenhttp.WithBearer(),
+		"WithErrorHandler": tokenhttp.WithErrorHandler(func(http.ResponseWriter, *http.Request, error) {}),
+	} {
+		_, err := tokenhttp.NewLinkHandler(e.m, opt)
+		assert.ErrorContains(t, err, name+" applies to Authenticate only")
+	}
+}
+
+// TestAuthenticateReportsStoreErrors: WithErrorReporter works the same on
+// the middleware as on the link pages: it sees what made the answer a 500,
+// not the clients' bad credentials, and the response stays the default.
+func TestAuthenticateReportsStoreErrors(t *testing.T) {
+	e := newEnv(t, shareBase)
+	_, creds := e.newKey(t)
+	var reported []error
+	var seen *http.Request
+	h := mustAuthenticate(t, e.m, tokenhttp.WithErrorReporter(func(_ *http.Request, err error) {
+		reported = append(reported, err)
+	}))(protected(t, &seen))
+	for _, token := range []string{creds.Token + "x", ""} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, apiRequest(map[string]string{"X-API-Key-ID": creds.KeyID, "X-API-Token": token}))
+		assert.Equal(t, http.StatusUnauthorized, rec.Code)
+	}
+	assert.Empty(t, reported, "bad credentials were reported as errors")
+	e.store.down.Store(true)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, apiRequest(map[string]string{"X-API-Key-ID": creds.KeyID, "X-API-Token": creds.Token}))
+	assert.Equal(t, http.StatusInternalServerError, rec.Code)
+	require.Len(t, reported, 1)
+	assert.ErrorIs(t, reported[0], errStoreDown)
+	assert.NotContains(t, reported[0].Error(), creds.Token)
+}
+
+func mustAuthenticate(t *testing.T, m *tokens.Manager, opts ...tokenhttp.Option) func(http.Handler) http.Handler {
+	t.Helper()
+	mw, err := tokenhttp.Authenticate(m, opts...)
+	require.NoError(t, err)
+	return mw
 }
 
 func TestKeyFromContext(t *testing.T) {

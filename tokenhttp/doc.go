@@ -4,7 +4,9 @@
 //
 // Authenticate guards an API:
 //
-//	mux.Handle("/api/", tokenhttp.Authenticate(m)(api))
+//	auth, err := tokenhttp.Authenticate(m)
+//	...
+//	mux.Handle("/api/", auth(api))
 //
 // and handlers read the key with KeyFromContext. A LinkHandler serves the
 // share links of a Manager created with

@@ -3,8 +3,10 @@ package tokenhttp_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 
 	"github.com/benbjohnson/clock"
@@ -26,8 +28,12 @@ func ExampleAuthenticate() {
 		key, _ := tokenhttp.KeyFromContext(r.Context())
 		fmt.Fprintf(w, "hello %s of %s\n", key.Name, key.Account)
 	})
+	auth, err := tokenhttp.Authenticate(m)
+	if err != nil {
+		panic(err)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/", tokenhttp.Authenticate(m)(api))
+	mux.Handle("/api/", auth(api))
 
 	call := func(keyID, token string) {
 		r := httptest.NewRequest(http.MethodGet, "/api/orders", nil)
@@ -66,4 +72,49 @@ func ExampleNewLinkHandler() {
 	// Output:
 	// 200 true
 	// pending
+}
+
+// WithErrorReporter is the one way both handlers tell the application
+// what went wrong on their side; here it goes to log/slog. A request whose
+// context has ended stands in for a failing store.
+func ExampleWithErrorReporter() {
+	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey {
+				return slog.Attr{} // keeps the output stable
+			}
+			return a
+		},
+	}))
+	report := tokenhttp.WithErrorReporter(func(r *http.Request, err error) {
+		logger.Error("tokenhttp", "method", r.Method, "path", r.URL.Path, "err", err)
+	})
+
+	ctx := context.Background()
+	m, _ := tokens.NewManager(memstore.New(),
+		tokens.WithClock(clock.NewMock()),
+		tokens.WithShareBaseURL("https://share.example.com/credentials/"))
+	_, link, _ := m.CreateKey(ctx, tokens.KeySpec{Account: "acme", Name: "erp-sync"})
+	creds, _ := m.RedeemLink(ctx, link.URL)
+
+	auth, err := tokenhttp.Authenticate(m, report)
+	if err != nil {
+		panic(err)
+	}
+	if _, err := tokenhttp.NewLinkHandler(m, report); err != nil { // the same option
+		panic(err)
+	}
+	api := auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	r := httptest.NewRequestWithContext(ended, http.MethodGet, "/api/orders", nil)
+	r.Header.Set("X-API-Key-ID", creds.KeyID)
+	r.Header.Set("X-API-Token", creds.Token)
+	w := httptest.NewRecorder()
+	api.ServeHTTP(w, r)
+	fmt.Println(w.Code)
+	// Output:
+	// level=ERROR msg=tokenhttp method=GET path=/api/orders err="tokens: verify: context canceled"
+	// 500
 }

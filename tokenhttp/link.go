@@ -93,27 +93,10 @@ type LinkHandler struct {
 	report   func(*http.Request, error)
 }
 
-// A LinkOption configures NewLinkHandler.
-type LinkOption func(*LinkHandler) error
-
-// WithErrorReporter makes the handler call f with each error that makes it
-// answer 500, such as a failing store, for the application to log. The
-// error never holds a secret. The default ignores such errors: the package
-// never logs.
-func WithErrorReporter(f func(r *http.Request, err error)) LinkOption {
-	return func(h *LinkHandler) error {
-		if f == nil {
-			return errors.New("tokenhttp: WithErrorReporter: function is nil")
-		}
-		h.report = f
-		return nil
-	}
-}
-
 // NewLinkHandler returns a LinkHandler for the share links of m, to be
 // mounted at the path of m.ShareBaseURL(). It returns an error if m is nil
 // or an option is invalid.
-func NewLinkHandler(m *tokens.Manager, opts ...LinkOption) (*LinkHandler, error) {
+func NewLinkHandler(m *tokens.Manager, opts ...Option) (*LinkHandler, error) {
 	if m == nil {
 		return nil, errors.New("tokenhttp: NewLinkHandler: Manager is nil")
 	}
@@ -134,17 +117,13 @@ func NewLinkHandler(m *tokens.Manager, opts ...LinkOption) (*LinkHandler, error)
 		scheme:   scheme,
 		host:     host,
 		origin:   scheme + "://" + host,
-		report:   func(*http.Request, error) {},
 	}
 	h.cookie = csrfCookie(scheme == "https", h.basePath)
-	for _, opt := range opts {
-		if opt == nil {
-			return nil, errors.New("tokenhttp: NewLinkHandler: nil option")
-		}
-		if err := opt(h); err != nil {
-			return nil, err
-		}
+	set, err := apply(forLinkHandler, opts)
+	if err != nil {
+		return nil, err
 	}
+	h.report = set.report
 	return h, nil
 }
 

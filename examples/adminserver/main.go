@@ -170,9 +170,15 @@ func newServer(ctx context.Context, db *sqlx.DB, origin, account string, clock t
 		}
 	})
 
+	auth, err := tokenhttp.Authenticate(m, tokenhttp.WithErrorReporter(func(r *http.Request, err error) {
+		log.Printf("adminserver: api: %v", err)
+	}))
+	if err != nil {
+		return nil, err
+	}
 	admin := &app{m: m, account: account, now: clock.Now}
 	mux := http.NewServeMux()
-	mux.Handle("/api/", tokenhttp.Authenticate(m)(http.HandlerFunc(whoami)))
+	mux.Handle("/api/", auth(http.HandlerFunc(whoami)))
 	mux.Handle("/", admin.routes())
 	// The link pages check the Host themselves, against the share base
 	// URL's alone; onlyHosts guards the rest of the site.

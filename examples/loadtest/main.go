@@ -196,8 +196,12 @@ func newService(m *tokens.Manager) (http.Handler, error) {
 		key, _ := tokenhttp.KeyFromContext(r.Context())
 		fmt.Fprintf(w, "hello, %s\n", key.Name)
 	})
+	auth, err := tokenhttp.Authenticate(m)
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/", tokenhttp.Authenticate(m)(api))
+	mux.Handle("/api/", auth(api))
 	return links.Wrap(mux), nil
 }
 

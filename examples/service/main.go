@@ -56,8 +56,12 @@ func main() {
 		key, _ := tokenhttp.KeyFromContext(r.Context())
 		fmt.Fprintf(w, "hello, %s\n", key.Name)
 	})
+	auth, err := tokenhttp.Authenticate(m) // X-API-Key-ID and X-API-Token headers
+	if err != nil {
+		log.Fatal(err)
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/api/", tokenhttp.Authenticate(m)(api)) // X-API-Key-ID and X-API-Token headers
+	mux.Handle("/api/", auth(api))
 
 	// The library starts no goroutines: wipe the sealed tokens of links
 	// that expired unopened now and every 10 minutes.
