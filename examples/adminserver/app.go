@@ -238,7 +238,7 @@ func explain(err error) (string, int) {
 	case errors.Is(err, tokens.ErrKeyNotFound):
 		return "That key no longer exists.", http.StatusNotFound
 	case errors.Is(err, tokens.ErrInvalidKeySpec):
-		return "Give the key a name of at most 200 bytes (about 200 letters, fewer for accented or non-Latin ones).", http.StatusBadRequest
+		return "Give the key a name: some text other than spaces, at most 200 bytes (about 200 letters, fewer for accented or non-Latin ones), without line breaks, tabs or other control characters.", http.StatusBadRequest
 	default:
 		return "Something went wrong on our side; nothing was changed. Try again in a moment.", http.StatusInternalServerError
 	}

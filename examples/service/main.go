@@ -6,8 +6,10 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -22,8 +24,16 @@ import (
 )
 
 func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "loopback address to listen on (plain http is for loopback only)")
+	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+
+	// Bind first: a busy port fails here, before any key is made.
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Fatal(err)
+	}
 	db := sqlx.MustOpen("sqlite3", "file:tokens.db?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate&_secure_delete=on")
 	store, err := sqlstore.New(db)
 	if err != nil {
@@ -33,20 +43,28 @@ func main() {
 		log.Fatal(err)
 	}
 	m, err := tokens.NewManager(store,
-		tokens.WithShareBaseURL("http://127.0.0.1:8080/credentials/"), // https in production
+		tokens.WithShareBaseURL("http://"+ln.Addr().String()+"/credentials/"), // https in production
 		tokens.WithAlertAfter(6),
 	)
 	if err != nil {
 		log.Fatal(err)
 	}
 
-	// An operator issues a key; its token reaches the integration through
-	// a link that reveals it once, within 24 hours.
-	key, link, err := m.CreateKey(ctx, tokens.KeySpec{Account: "acme", Name: "erp-sync"})
+	// An operator issues a key, once; its token reaches the integration
+	// through a link that reveals it once, within 24 hours.
+	keys, err := m.Keys(ctx, "acme")
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("key %s: send this link to its owner: %s\n", key.ID, link.URL)
+	if len(keys) == 0 {
+		key, link, err := m.CreateKey(ctx, tokens.KeySpec{Account: "acme", Name: "erp-sync"})
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Printf("key %s: send this link to its owner: %s\n", key.ID, link.URL)
+	} else {
+		fmt.Printf("key %s exists; its link was printed when it was made (delete tokens.db to start over)\n", keys[0].ID)
+	}
 
 	links, err := tokenhttp.NewLinkHandler(m)
 	if err != nil {
@@ -80,13 +98,13 @@ func main() {
 	}()
 
 	// Wrap gives the link pages every path under the share base URL's
-	// path; they answer only requests for its host, 127.0.0.1:8080.
-	srv := &http.Server{Addr: "127.0.0.1:8080", Handler: links.Wrap(mux), ReadHeaderTimeout: 10 * time.Second}
+	// path; they answer only requests for its host.
+	srv := &http.Server{Handler: links.Wrap(mux), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		srv.Shutdown(context.Background())
 	}()
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
 	}
 }
