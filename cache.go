@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,7 +91,7 @@ type verifyCache struct {
 // rec never changes once cached; the times of the last recorded use do.
 type cachedKey struct {
 	rec      KeyRecord
-	lastUsed [2]atomic.Int64 // Unix microseconds of current and old; 0: never
+	lastUsed [2]atomic.Int64 // Unix microseconds of current and old, or neverUsed
 }
 
 func newVerifyCache(store Store, cc *CacheConfig) (*verifyCache, error) {
@@ -189,14 +190,20 @@ func (c *verifyCache) check(ctx context.Context, start time.Time) bool {
 	}
 }
 
-// fill caches rec, whose token the store just accepted, unless an entry
+// fill caches a copy of rec, whose current token (or old one, if old) the
+// store just accepted and which was last used at lastUsed, unless an entry
 // was dropped since gen was read, before the store was: then rec may be
 // older than the change that dropped it.
-func (c *verifyCache) fill(rec *KeyRecord, gen uint64) {
+func (c *verifyCache) fill(rec *KeyRecord, gen uint64, old bool, lastUsed time.Time) {
 	e := &cachedKey{rec: *rec}
 	e.rec.Link.Sealed = nil // never kept in memory longer than needed
 	e.lastUsed[0].Store(unixMicro(rec.Current.LastUsedAt))
 	e.lastUsed[1].Store(unixMicro(rec.Old.LastUsedAt))
+	if old {
+		e.lastUsed[1].Store(unixMicro(lastUsed))
+	} else {
+		e.lastUsed[0].Store(unixMicro(lastUsed))
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed || c.gen != gen {
@@ -233,20 +240,32 @@ func (c *verifyCache) close() {
 // time it replaced, and the token's last-use time as this process knows it.
 func (e *cachedKey) claimUse(slot int, now time.Time) (claimed bool, prev int64, lastUsed time.Time) {
 	prev = e.lastUsed[slot].Load()
-	if prev != 0 && now.Sub(time.UnixMicro(prev)) < lastUsedResolution {
-		return false, prev, time.UnixMicro(prev).UTC()
+	at := now.UnixMicro()
+	if prev != neverUsed && at-prev < lastUsedResolution.Microseconds() {
+		return false, prev, fromUnixMicro(prev)
 	}
-	if e.lastUsed[slot].CompareAndSwap(prev, now.UnixMicro()) {
+	if e.lastUsed[slot].CompareAndSwap(prev, at) {
 		return true, prev, now
 	}
-	return false, prev, time.UnixMicro(e.lastUsed[slot].Load()).UTC()
+	return false, prev, fromUnixMicro(e.lastUsed[slot].Load())
 }
+
+// neverUsed is the last-use time of a token never used. Not 0, which is
+// 1970-01-01, where a mock clock starts.
+const neverUsed = math.MinInt64
 
 func unixMicro(t time.Time) int64 {
 	if t.IsZero() {
-		return 0
+		return neverUsed
 	}
 	return t.UnixMicro()
+}
+
+func fromUnixMicro(v int64) time.Time {
+	if v == neverUsed {
+		return time.Time{}
+	}
+	return time.UnixMicro(v).UTC()
 }
 
 // Close stops what the Manager started for WithVerifyCache and empties
@@ -276,13 +295,13 @@ func (m *Manager) verifyCached(ctx context.Context, id string, digest Digest, no
 	if e == nil {
 		return nil, false, gen, nil
 	}
-	rec := e.rec
-	used := matchingToken(&rec, digest)
+	rec := &e.rec
+	used := matchingToken(rec, digest, now) // R14's expiry is exact, cached or not
 	if used == nil {
 		return nil, false, gen, nil
 	}
-	slot := 0
-	if used == &rec.Old {
+	slot, old := 0, used == &rec.Old
+	if old {
 		slot = 1
 	}
 	claimed, prev, lastUsed := e.claimUse(slot, now)
@@ -295,8 +314,7 @@ func (m *Manager) verifyCached(ctx context.Context, id string, digest Digest, no
 			return nil, true, gen, fmt.Errorf("tokens: verify: record use: %w", err)
 		}
 	}
-	used.LastUsedAt = lastUsed
-	return m.key(&rec, now), true, gen, nil
+	return m.verifiedKey(rec, old, lastUsed, now), true, gen, nil
 }
 
 // recentUses remembers, per token digest, when this process last recorded

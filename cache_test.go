@@ -365,3 +365,17 @@ func TestC_CacheOptionIsChecked(t *testing.T) {
 
 // plainStore hides every method but those of tokens.Store.
 type plainStore struct{ tokens.Store }
+
+// TestC3_LastUseAtTheUnixEpochIsAUse: a use recorded at 1970-01-01, where
+// a mock clock starts, counts as one; the cache once took it for "never"
+// and wrote on every Verify.
+func TestC3_LastUseAtTheUnixEpochIsAUse(t *testing.T) {
+	f := newFixture(t, cached())
+	f.clk.Set(time.Unix(0, 0))
+	creds := f.issued()
+	for range 3 {
+		f.verifies(creds.KeyID, creds.Token)
+	}
+	require.Equal(t, int64(1), f.store.recordUses.Load())
+	requireTime(t, time.Unix(0, 0), f.key(creds.KeyID).Token.LastUsedAt, "first use")
+}

@@ -31,6 +31,9 @@ var (
 	ErrLinkUsed = errors.New("tokens: share link already used")
 	// ErrLinkExpired means the link expired before it was redeemed (R8).
 	ErrLinkExpired = errors.New("tokens: share link expired")
+	// ErrNoPendingLink means RevokeLink found no pending link to end: the
+	// key's latest link was redeemed, has expired or was revoked (R15).
+	ErrNoPendingLink = errors.New("tokens: key has no pending share link")
 
 	// ErrInvalidCredentials means the key is unknown or the token does not
 	// match it; the two cases are indistinguishable on purpose (R9).

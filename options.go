@@ -3,10 +3,6 @@ package tokens
 import (
 	"bytes"
 	"fmt"
-	"net"
-	"net/url"
-	"strconv"
-	"strings"
 	"time"
 )
 
@@ -16,7 +12,7 @@ type Option func(*config) error
 
 type config struct {
 	clock       Clock
-	shareBase   string
+	shareBase   shareBase
 	alertAfter  int
 	linkTTL     time.Duration
 	tokenPrefix string
@@ -75,10 +71,11 @@ func WithClock(c Clock) Option {
 // host (localhost, 127.0.0.0/8, ::1), for development.
 func WithShareBaseURL(base string) Option {
 	return func(cfg *config) error {
-		if err := checkShareBase(base); err != nil {
+		b, err := newShareBase(base)
+		if err != nil {
 			return err
 		}
-		cfg.shareBase = base
+		cfg.shareBase = b
 		return nil
 	}
 }
@@ -165,90 +162,6 @@ func WithSealingSecret(current []byte, previous ...[]byte) Option {
 
 func invalidOption(msg string) error {
 	return fmt.Errorf("%w: %s", ErrInvalidOption, msg)
-}
-
-func checkShareBase(base string) error {
-	bad := func(why string) error {
-		return invalidOption("WithShareBaseURL: " + why)
-	}
-	u, err := url.Parse(base)
-	switch {
-	case base == "":
-		return bad("a base URL is required, such as https://share.example.com/credentials/")
-	case err != nil:
-		return bad("not a URL")
-	case u.User != nil || strings.Contains(base, "@"):
-		return bad("user info is not allowed")
-	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(base, "?#"):
-		return bad("query and fragment are not allowed")
-	case u.Host == "" || u.Opaque != "":
-		return bad("must be an absolute URL with a host")
-	case !strings.HasSuffix(base, "/"):
-		return bad(`must end with "/"`)
-	case base != u.Scheme+"://"+u.Host+u.Path || !plainPath(u.Path):
-		return bad("must be in canonical form: lowercase scheme and host, a path of letters, digits and -._~ only")
-	case strings.Contains(u.Path, "//") || strings.Contains(u.Path, "/./") || strings.Contains(u.Path, "/../"):
-		return bad("must not contain empty or dot path segments")
-	case !asciiHost(u.Hostname()):
-		return bad("host must be lowercase ASCII with no empty labels (use the punycode form of an international name)")
-	case !validPort(u):
-		return bad("port must be a number from 1 to 65535")
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if loopbackHost(u.Hostname()) {
-			return nil
-		}
-		return bad("http is allowed only for loopback hosts; use https")
-	default:
-		return bad("scheme must be https")
-	}
-}
-
-func asciiHost(host string) bool {
-	if ip := net.ParseIP(host); ip != nil {
-		return true
-	}
-	for _, label := range strings.Split(host, ".") {
-		if label == "" {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-func plainPath(path string) bool {
-	for i := 0; i < len(path); i++ {
-		if c := path[i]; base62Index[c] < 0 && !strings.ContainsRune("/-._~", rune(c)) {
-			return false
-		}
-	}
-	return true
-}
-
-// validPort accepts no port, or one from 1 to 65535; u.Port() alone lets
-// "host:" and "host:99999" through.
-func validPort(u *url.URL) bool {
-	if !strings.Contains(strings.TrimPrefix(u.Host, "["+u.Hostname()+"]"), ":") {
-		return true
-	}
-	port, err := strconv.Atoi(u.Port())
-	return err == nil && port >= 1 && port <= 65535 && u.Port()[0] != '0'
-}
-
-func loopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func validPrefix(p string) bool {

@@ -68,7 +68,7 @@ func (m *Manager) settleUpdate(ctx context.Context, before, want *KeyRecord, cau
 	ctx, cancel := settleContext(ctx)
 	defer cancel()
 	v := want.Version
-	for attempt := 1; attempt <= maxAttempts; attempt++ {
+	for attempt := 1; attempt <= maxUpdateAttempts; attempt++ {
 		stored, err := m.store.Key(ctx, want.ID)
 		switch {
 		case errors.Is(err, ErrKeyNotFound):
@@ -163,7 +163,7 @@ func (m *Manager) settleInsert(ctx context.Context, rec *KeyRecord, cause error)
 	const doing = "create key"
 	ctx, cancel := settleContext(ctx)
 	defer cancel()
-	for attempt := 1; attempt <= maxAttempts; attempt++ {
+	for attempt := 1; attempt <= maxUpdateAttempts; attempt++ {
 		again := *rec
 		err := m.store.InsertKey(ctx, &again)
 		switch {
@@ -187,7 +187,7 @@ func (m *Manager) settleDelete(ctx context.Context, id string, cause error) erro
 	const doing = "delete key"
 	ctx, cancel := settleContext(ctx)
 	defer cancel()
-	for attempt := 1; attempt <= maxAttempts; attempt++ {
+	for attempt := 1; attempt <= maxUpdateAttempts; attempt++ {
 		stored, err := m.store.Key(ctx, id)
 		switch {
 		case errors.Is(err, ErrKeyNotFound):

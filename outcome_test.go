@@ -88,6 +88,7 @@ func nilContextCalls(m *tokens.Manager, keyID, linkURL, token string) map[string
 	errs["Undo"] = m.Undo(ctx, keyID)
 	errs["RedeemLink"] = first(m.RedeemLink(ctx, linkURL))
 	errs["LinkStatus"] = first(m.LinkStatus(ctx, linkURL))
+	errs["RevokeLink"] = m.RevokeLink(ctx, keyID)
 	errs["PurgeExpired"] = first(m.PurgeExpired(ctx))
 	return errs
 }

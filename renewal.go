@@ -29,9 +29,27 @@ func (p OldTokenPolicy) String() string {
 }
 
 // RenewOptions are the choices of a renewal. The zero value renews with
-// DeleteLater.
+// DeleteLater and no scheduled expiry.
 type RenewOptions struct {
 	OldToken OldTokenPolicy
+	// OldTokenTTL, with DeleteLater, schedules the old token's end (R14):
+	// it verifies while now < the renewal's time + OldTokenTTL, and is
+	// gone from then on, as if DeleteOld had run, with no call and no job.
+	// Zero keeps it until DeleteOld or Undo. Negative, or given with
+	// DeleteNow, is refused with ErrInvalidOption.
+	OldTokenTTL time.Duration
+}
+
+func (o RenewOptions) validate() error {
+	switch {
+	case o.OldToken != DeleteLater && o.OldToken != DeleteNow:
+		return fmt.Errorf("%w: RenewOptions.OldToken is %v", ErrInvalidOption, o.OldToken)
+	case o.OldTokenTTL < 0:
+		return fmt.Errorf("%w: RenewOptions.OldTokenTTL is negative", ErrInvalidOption)
+	case o.OldTokenTTL > 0 && o.OldToken == DeleteNow:
+		return fmt.Errorf("%w: RenewOptions.OldTokenTTL is for DeleteLater; DeleteNow deletes the old token at once", ErrInvalidOption)
+	}
+	return nil
 }
 
 // Renew gives the key a new token, current at once, and returns the share
@@ -45,8 +63,8 @@ func (m *Manager) Renew(ctx context.Context, id string, opts RenewOptions) (*Sha
 	if ctx == nil {
 		return nil, ErrNilContext
 	}
-	if opts.OldToken != DeleteLater && opts.OldToken != DeleteNow {
-		return nil, fmt.Errorf("%w: RenewOptions.OldToken is %v", ErrInvalidOption, opts.OldToken)
+	if err := opts.validate(); err != nil {
+		return nil, err
 	}
 	var link *ShareLink
 	err := m.update(ctx, m.keyLoader(id), func(rec *KeyRecord, now time.Time) error {
@@ -64,6 +82,9 @@ func (m *Manager) Renew(ctx context.Context, id string, opts RenewOptions) (*Sha
 			return ErrOldTokenPending
 		case opts.OldToken == DeleteLater:
 			rec.HasOld, rec.Old = true, rec.Current
+			if opts.OldTokenTTL > 0 {
+				rec.Old.ExpiresAt = now.Add(opts.OldTokenTTL)
+			}
 		}
 		var err error
 		link, err = m.issueToken(rec, now)
@@ -112,9 +133,31 @@ func (m *Manager) Undo(ctx context.Context, id string) error {
 			return ErrUndoUnavailable
 		}
 		rec.Current = rec.Old
+		rec.Current.ExpiresAt = time.Time{} // a current token has no scheduled end
 		rec.HasOld, rec.Old = false, TokenRecord{}
 		rec.HasLink, rec.Link = false, LinkRecord{} // the restored token counts as seen
-
 		return nil
 	})
+}
+
+// oldExpired reports whether rec's old token has reached its scheduled end
+// (R14): from then on it is gone, whether or not a write has dropped it
+// from the store yet.
+func oldExpired(rec *KeyRecord, now time.Time) bool {
+	return rec.HasOld && !rec.Old.ExpiresAt.IsZero() && !now.Before(rec.Old.ExpiresAt)
+}
+
+// hasOld reports whether rec has an old token at now (R14).
+func hasOld(rec *KeyRecord, now time.Time) bool {
+	return rec.HasOld && !oldExpired(rec, now)
+}
+
+// dropExpiredOld removes an old token past its scheduled end, as DeleteOld
+// would have, and reports whether there was one.
+func dropExpiredOld(rec *KeyRecord, now time.Time) bool {
+	if !oldExpired(rec, now) {
+		return false
+	}
+	rec.HasOld, rec.Old = false, TokenRecord{}
+	return true
 }

@@ -12,6 +12,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -96,7 +99,7 @@ func (m *Manager) RedeemLink(ctx context.Context, url string) (*Credentials, err
 	if ctx == nil {
 		return nil, ErrNilContext
 	}
-	linkID, err := m.parseLink(url)
+	linkID, err := m.cfg.shareBase.linkID(url)
 	if err != nil {
 		return nil, err
 	}
@@ -108,6 +111,8 @@ func (m *Manager) RedeemLink(ctx context.Context, url string) (*Credentials, err
 			return ErrLinkUsed
 		case LinkExpired:
 			return ErrLinkExpired
+		case LinkNotFound: // revoked (R15)
+			return ErrLinkNotFound
 		}
 		token, err := openToken(m.cfg.sealingSecrets, linkID, rec)
 		if err != nil {
@@ -124,6 +129,27 @@ func (m *Manager) RedeemLink(ctx context.Context, url string) (*Credentials, err
 	return creds, nil
 }
 
+// RevokeLink ends the key's pending share link at once (R15), for a link
+// sent to the wrong person or a renewal whose link was lost: the link then
+// gives ErrLinkNotFound, its sealed token is wiped, and the token it would
+// have revealed counts as never seen, as if the link had expired. The next
+// Renew, which ErrRenewalPending no longer blocks, discards that token
+// (R4). It returns ErrNoPendingLink if the key's link is not pending, and
+// ErrKeyNotFound for an unknown key.
+func (m *Manager) RevokeLink(ctx context.Context, keyID string) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
+	return m.update(ctx, m.keyLoader(keyID), func(rec *KeyRecord, now time.Time) error {
+		if linkState(rec, now) != LinkPending {
+			return ErrNoPendingLink
+		}
+		rec.Link.RevokedAt = now
+		rec.Link.Sealed = nil
+		return nil
+	})
+}
+
 // LinkStatus tells what RedeemLink would give for url now, without
 // consuming the link: for a landing page that link previewers may load.
 // Like RedeemLink it returns ErrInvalidLink for a malformed URL.
@@ -131,7 +157,7 @@ func (m *Manager) LinkStatus(ctx context.Context, url string) (LinkStatus, error
 	if ctx == nil {
 		return LinkStatus{}, ErrNilContext
 	}
-	linkID, err := m.parseLink(url)
+	linkID, err := m.cfg.shareBase.linkID(url)
 	if err != nil {
 		return LinkStatus{}, err
 	}
@@ -162,10 +188,10 @@ func (m *Manager) PurgeExpired(ctx context.Context) (int, error) {
 		}
 		for _, id := range ids {
 			err := m.update(ctx, m.keyLoader(id), func(rec *KeyRecord, now time.Time) error {
-				if linkState(rec, now) != LinkExpired || rec.Link.Sealed == nil {
+				if !wipeExpiredLink(rec, now) {
 					return errUnchanged
 				}
-				return nil // update wipes what has expired
+				return nil
 			})
 			switch {
 			case err == nil:
@@ -183,7 +209,7 @@ func (m *Manager) PurgeExpired(ctx context.Context) (int, error) {
 
 func linkState(rec *KeyRecord, now time.Time) LinkState {
 	switch {
-	case !rec.HasLink:
+	case !rec.HasLink, !rec.Link.RevokedAt.IsZero():
 		return LinkNotFound
 	case !rec.Link.RedeemedAt.IsZero():
 		return LinkUsed
@@ -213,18 +239,7 @@ func (m *Manager) issueToken(rec *KeyRecord, now time.Time) (*ShareLink, error) 
 	rec.Current = TokenRecord{Digest: tokenDigest(token), CreatedAt: now}
 	rec.HasLink = true
 	rec.Link = LinkRecord{Digest: lookupDigest(linkID), Sealed: sealed, CreatedAt: now, ExpiresAt: expires}
-	return &ShareLink{URL: m.cfg.shareBase + linkID, ExpiresAt: expires}, nil
-}
-
-// parseLink returns the link ID of url, which must be the configured base,
-// byte for byte, followed by exactly one well-formed link ID (S5). Any other
-// scheme, host, port, path, query or fragment fails that test.
-func (m *Manager) parseLink(url string) (string, error) {
-	id, ok := strings.CutPrefix(url, m.cfg.shareBase)
-	if !ok || len(id) != linkIDLen || !isBase62(id) {
-		return "", ErrInvalidLink
-	}
-	return id, nil
+	return &ShareLink{URL: m.cfg.shareBase.url(linkID), ExpiresAt: expires}, nil
 }
 
 func lookupDigest(linkID string) Digest {
@@ -347,4 +362,119 @@ func (l ShareLink) redactedURL() string {
 		return l.URL[:i+1] + redacted
 	}
 	return redacted
+}
+
+// shareBase is the base of share links (S5, S6): checked once by
+// newShareBase, it makes link URLs and takes them apart again. A link is
+// the base followed by one link ID, and nothing else.
+type shareBase string
+
+// newShareBase checks base (S6): an absolute https URL ending in "/", in
+// canonical form, with no user info, query or fragment; http only for a
+// loopback host, for development.
+func newShareBase(base string) (shareBase, error) {
+	if err := checkShareBase(base); err != nil {
+		return "", err
+	}
+	return shareBase(base), nil
+}
+
+// url is the link of linkID.
+func (b shareBase) url(linkID string) string {
+	return string(b) + linkID
+}
+
+// linkID returns the link ID of url, which must be the base, byte for
+// byte, followed by exactly one well-formed link ID (S5). Any other
+// scheme, host, port, path, query or fragment fails that test.
+func (b shareBase) linkID(url string) (string, error) {
+	id, ok := strings.CutPrefix(url, string(b))
+	if !ok || len(id) != linkIDLen || !isBase62(id) {
+		return "", ErrInvalidLink
+	}
+	return id, nil
+}
+
+func checkShareBase(base string) error {
+	bad := func(why string) error {
+		return invalidOption("WithShareBaseURL: " + why)
+	}
+	u, err := url.Parse(base)
+	switch {
+	case base == "":
+		return bad("a base URL is required, such as https://share.example.com/credentials/")
+	case err != nil:
+		return bad("not a URL")
+	case u.User != nil || strings.Contains(base, "@"):
+		return bad("user info is not allowed")
+	case u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || strings.ContainsAny(base, "?#"):
+		return bad("query and fragment are not allowed")
+	case u.Host == "" || u.Opaque != "":
+		return bad("must be an absolute URL with a host")
+	case !strings.HasSuffix(base, "/"):
+		return bad(`must end with "/"`)
+	case base != u.Scheme+"://"+u.Host+u.Path || !plainPath(u.Path):
+		return bad("must be in canonical form: lowercase scheme and host, a path of letters, digits and -._~ only")
+	case strings.Contains(u.Path, "//") || strings.Contains(u.Path, "/./") || strings.Contains(u.Path, "/../"):
+		return bad("must not contain empty or dot path segments")
+	case !asciiHost(u.Hostname()):
+		return bad("host must be lowercase ASCII with no empty labels (use the punycode form of an international name)")
+	case !validPort(u):
+		return bad("port must be a number from 1 to 65535")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if loopbackHost(u.Hostname()) {
+			return nil
+		}
+		return bad("http is allowed only for loopback hosts; use https")
+	default:
+		return bad("scheme must be https")
+	}
+}
+
+func asciiHost(host string) bool {
+	if ip := net.ParseIP(host); ip != nil {
+		return true
+	}
+	for _, label := range strings.Split(host, ".") {
+		if label == "" {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func plainPath(path string) bool {
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; base62Index[c] < 0 && !strings.ContainsRune("/-._~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// validPort accepts no port, or one from 1 to 65535; u.Port() alone lets
+// "host:" and "host:99999" through.
+func validPort(u *url.URL) bool {
+	if !strings.Contains(strings.TrimPrefix(u.Host, "["+u.Hostname()+"]"), ":") {
+		return true
+	}
+	port, err := strconv.Atoi(u.Port())
+	return err == nil && port >= 1 && port <= 65535 && u.Port()[0] != '0'
+}
+
+func loopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

@@ -15,6 +15,9 @@ type TokenRecord struct {
 	Digest     Digest    // SHA-256 of the token
 	CreatedAt  time.Time // when the token was issued
 	LastUsedAt time.Time // zero until the first successful Verify
+	// ExpiresAt is when an old token stops verifying by itself (R14);
+	// zero: never. Always zero for the current token.
+	ExpiresAt time.Time
 }
 
 // LinkRecord is the stored form of a key's latest share link.
@@ -28,6 +31,9 @@ type LinkRecord struct {
 	CreatedAt  time.Time
 	ExpiresAt  time.Time // redeemable while now < ExpiresAt
 	RedeemedAt time.Time // zero until redeemed
+	// RevokedAt is when RevokeLink ended the link before it was redeemed
+	// (R15); zero if it was not.
+	RevokedAt time.Time
 }
 
 // KeyRecord is everything a Store keeps about one key. It is a plain value
@@ -138,4 +144,18 @@ type Changes struct {
 	Latest   int64
 	Keys     []string // in no particular order, possibly with repeats
 	Complete bool
+}
+
+// A KeyViewer is a Store that can lend a key's stored record instead of
+// copying it, because it never modifies a record once stored: every write
+// stores a new record in its place. Verify uses it when the store offers
+// it, to save a copy of the record on each call; memstore does. A store
+// that updates records in place must not implement it. A wrapper that
+// embeds such a store and overrides Key must override ViewKey as well, or
+// Verify goes around it.
+type KeyViewer interface {
+	// ViewKey returns the stored record of the key with the given ID, or
+	// an error wrapping ErrKeyNotFound if there is none. Neither the store
+	// nor the caller may ever modify the record, Sealed bytes included.
+	ViewKey(ctx context.Context, id string) (*KeyRecord, error)
 }

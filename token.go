@@ -102,15 +102,16 @@ func wellFormedToken(token string) bool {
 	return decodeChecksum(token[n-checksumLen:]) == uint64(crc32Of(head))
 }
 
-// decodeChecksum reads checksumLen base62 characters as a number. Each
-// number has one fixed-width encoding, so comparing numbers compares
-// encodings, without the divisions of encoding.
+// decodeChecksum reads checksumLen base62 characters as a number; the
+// caller checked that they are base62. Each number has one fixed-width
+// encoding, so comparing numbers compares encodings, without the divisions
+// of encoding. The three pairs are independent, so that their
+// multiplications overlap.
 func decodeChecksum(s string) uint64 {
-	var v uint64
-	for i := 0; i < len(s); i++ {
-		v = v*uint64(len(alphabet)) + uint64(base62Index[s[i]])
-	}
-	return v
+	_ = s[checksumLen-1]
+	const b = uint64(len(alphabet))
+	d := func(i int) uint64 { return uint64(base62Index[s[i]]) }
+	return (d(0)*b+d(1))*(b*b*b*b) + (d(2)*b+d(3))*(b*b) + (d(4)*b + d(5))
 }
 
 // crc32Of is the IEEE CRC32 of s, slicing by 8 as hash/crc32's portable
@@ -124,6 +125,11 @@ func crc32Of(s string) uint32 {
 		crc ^= uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
 		crc = t[0][s[7]] ^ t[1][s[6]] ^ t[2][s[5]] ^ t[3][s[4]] ^
 			t[4][crc>>24] ^ t[5][crc>>16&0xff] ^ t[6][crc>>8&0xff] ^ t[7][crc&0xff]
+	}
+	if len(s) >= 4 {
+		crc ^= uint32(s[0]) | uint32(s[1])<<8 | uint32(s[2])<<16 | uint32(s[3])<<24
+		crc = t[0][crc>>24] ^ t[1][crc>>16&0xff] ^ t[2][crc>>8&0xff] ^ t[3][crc&0xff]
+		s = s[4:]
 	}
 	for i := 0; i < len(s); i++ {
 		crc = t[0][byte(crc)^s[i]] ^ crc>>8
@@ -158,13 +164,42 @@ func validKeyID(id string) bool {
 	return true
 }
 
+// isBase62 reports whether s holds only base62 characters. It checks eight
+// at a time, without a branch per character: Verify checks every token.
 func isBase62(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if base62Index[s[i]] < 0 {
-			return false
-		}
+	var bad uint64
+	for ; len(s) >= 8; s = s[8:] {
+		bad |= notBase62(le64(s))
 	}
-	return true
+	for i := 0; i < len(s); i++ {
+		bad |= uint64(base62Index[s[i]]) & bytesHigh // -1 sets the high bit
+	}
+	return bad == 0
+}
+
+const (
+	bytesOne  = 0x0101010101010101
+	bytesHigh = 0x8080808080808080
+)
+
+// notBase62 sets the high bit of each byte of x that is not a base62
+// character. Each range test adds a constant that carries into a byte's
+// high bit exactly when the byte is at or above a bound; with the high
+// bits cleared first, no carry crosses into the next byte.
+func notBase62(x uint64) uint64 {
+	low := x &^ bytesHigh
+	digit := (low + (0x80-'0')*bytesOne) &^ (low + (0x7f-'9')*bytesOne)
+	folded := low | 0x20*bytesOne // upper case to lower, and nothing else into a-z
+	letter := (folded + (0x80-'a')*bytesOne) &^ (folded + (0x7f-'z')*bytesOne)
+	return (x | ^(digit | letter)) & bytesHigh
+}
+
+// le64 reads the first eight bytes of s as a little-endian number, which
+// the compiler turns into one load.
+func le64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
 }
 
 // tokenDigest is what the store keeps of a token (S2). Tokens carry 256

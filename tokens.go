@@ -41,6 +41,9 @@ type Key struct {
 type TokenInfo struct {
 	CreatedAt  time.Time
 	LastUsedAt time.Time // zero if never used
+	// ExpiresAt is when an old token stops verifying by itself (R14); zero
+	// if it has no scheduled end, and for the current token.
+	ExpiresAt time.Time
 }
 
 // KeySpec is what CreateKey needs. Name is required: valid UTF-8, at most
@@ -77,7 +80,13 @@ const (
 	// lastUsedResolution throttles LastUsedAt writes to one a minute per
 	// token (R9).
 	lastUsedResolution = time.Minute
-	maxAttempts        = 100
+	// maxUpdateAttempts bounds update's compare-and-swap retries; each
+	// retry follows another writer's success, so it is never reached in
+	// practice.
+	maxUpdateAttempts = 100
+	// maxCreateAttempts bounds the draws of a new key ID: a repeat of 131
+	// random bits is not expected, twice less so.
+	maxCreateAttempts = 3
 )
 
 // errUnchanged tells update that a change function has nothing to write.
@@ -115,7 +124,7 @@ func NewManager(store Store, opts ...Option) (*Manager, error) {
 // ShareBaseURL returns the base of the Manager's share links, as given to
 // WithShareBaseURL: the place to mount a handler for them.
 func (m *Manager) ShareBaseURL() string {
-	return m.cfg.shareBase
+	return string(m.cfg.shareBase)
 }
 
 // CreateKey makes an active key with a current token and returns the share
@@ -142,7 +151,7 @@ func (m *Manager) CreateKey(ctx context.Context, spec KeySpec) (*Key, *ShareLink
 		switch {
 		case errors.Is(err, ErrOutcomeUnknown):
 			err = m.settleInsert(ctx, &rec, err)
-		case errors.Is(err, ErrDuplicate) && attempt < 3:
+		case errors.Is(err, ErrDuplicate) && attempt < maxCreateAttempts:
 			continue // 131 random bits collided: draw again
 		case err != nil:
 			err = fmt.Errorf("tokens: create key: %w", err)
@@ -204,15 +213,16 @@ func (m *Manager) Verify(ctx context.Context, keyID, token string) (*Key, error)
 		return nil, ErrInvalidCredentials
 	}
 	digest := tokenDigest(token)
+	now := m.now()
 	var gen uint64
 	if m.cache != nil {
-		key, hit, g, err := m.verifyCached(ctx, keyID, digest, m.now())
+		key, hit, g, err := m.verifyCached(ctx, keyID, digest, now)
 		if hit {
 			return key, err
 		}
 		gen = g
 	}
-	rec, err := m.store.Key(ctx, keyID)
+	rec, err := m.viewKey(ctx, keyID)
 	known := err == nil
 	if err != nil && !errors.Is(err, ErrKeyNotFound) {
 		return nil, fmt.Errorf("tokens: verify: %w", err)
@@ -220,15 +230,18 @@ func (m *Manager) Verify(ctx context.Context, keyID, token string) (*Key, error)
 	// An unknown key's empty record is compared like a known key's, so that
 	// a miss takes about as long as a wrong token: key IDs are public, but
 	// need not be confirmed by timing.
-	used := matchingToken(&rec, digest)
+	if !known {
+		rec = &noKey
+	}
+	used := matchingToken(rec, digest, now)
 	if used == nil || !known {
 		return nil, ErrInvalidCredentials
 	}
 	if !rec.Active {
 		return nil, ErrKeyInactive
 	}
-	now := m.now()
-	if used.LastUsedAt.IsZero() || now.Sub(used.LastUsedAt) >= lastUsedResolution {
+	lastUsed := used.LastUsedAt
+	if lastUsed.IsZero() || !now.Before(lastUsed.Add(lastUsedResolution)) { // cheaper than Sub
 		if m.uses.claim(digest, now) {
 			err := m.store.RecordUse(ctx, keyID, digest, now, now.Add(-lastUsedResolution))
 			if err != nil {
@@ -240,19 +253,38 @@ func (m *Manager) Verify(ctx context.Context, keyID, token string) (*Key, error)
 				return nil, fmt.Errorf("tokens: verify: record use: %w", err)
 			}
 		}
-		used.LastUsedAt = now
+		lastUsed = now
 	}
+	old := used == &rec.Old
 	if m.cache != nil {
-		m.cache.fill(&rec, gen)
+		m.cache.fill(rec, gen, old, lastUsed)
 	}
-	return m.key(&rec, now), nil
+	return m.verifiedKey(rec, old, lastUsed, now), nil
+}
+
+// noKey is the record Verify compares a token with when the key is unknown.
+// It is never modified.
+var noKey KeyRecord
+
+// viewKey returns the stored record of key id, lent by a KeyViewer or
+// copied by any other store. The caller must not modify it.
+func (m *Manager) viewKey(ctx context.Context, id string) (*KeyRecord, error) {
+	if v, ok := m.store.(KeyViewer); ok {
+		return v.ViewKey(ctx, id)
+	}
+	rec, err := m.store.Key(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &rec, nil
 }
 
 // matchingToken returns the token of rec whose digest is digest, current
-// or old, or nil. Both comparisons always run, in constant time (S3).
-func matchingToken(rec *KeyRecord, digest Digest) *TokenRecord {
+// or old (unless past its scheduled end at now, R14), or nil. Both
+// comparisons always run, in constant time (S3).
+func matchingToken(rec *KeyRecord, digest Digest, now time.Time) *TokenRecord {
 	current := subtle.ConstantTimeCompare(rec.Current.Digest[:], digest[:]) == 1
-	old := subtle.ConstantTimeCompare(rec.Old.Digest[:], digest[:]) == 1 && rec.HasOld
+	old := subtle.ConstantTimeCompare(rec.Old.Digest[:], digest[:]) == 1 && hasOld(rec, now)
 	switch {
 	case current:
 		return &rec.Current
@@ -348,12 +380,17 @@ func (m *Manager) update(ctx context.Context, load loader, change func(rec *KeyR
 		}
 		loaded := rec
 		now := m.now()
+		// An old token past its scheduled end is gone (R14): every change
+		// sees the key without it, and a write drops it from the store.
+		dropExpiredOld(&rec, now)
 		if err := change(&rec, now); err != nil {
 			if errors.Is(err, errUnchanged) {
 				return nil
 			}
 			return err
 		}
+		// Any write also wipes a sealed token that can no longer be
+		// redeemed, rather than leave it for PurgeExpired.
 		wipeExpiredLink(&rec, now)
 		err = m.store.UpdateKey(ctx, &rec)
 		m.forget(rec.ID)
@@ -361,7 +398,7 @@ func (m *Manager) update(ctx context.Context, load loader, change func(rec *KeyR
 			return m.settleUpdate(ctx, &loaded, &rec, err)
 		}
 		retry := errors.Is(err, ErrConflict) || errors.Is(err, ErrKeyNotFound) // the next load tells which
-		if retry && attempt < maxAttempts && ctx.Err() == nil {
+		if retry && attempt < maxUpdateAttempts && ctx.Err() == nil {
 			continue
 		}
 		if err != nil {
@@ -383,22 +420,19 @@ func storeError(doing string, err error) error {
 	return fmt.Errorf("tokens: %s: %w", doing, err)
 }
 
-// wipeExpiredLink drops the sealed token of a link that can no longer be
-// redeemed (S2), whenever the key is written anyway.
-func wipeExpiredLink(rec *KeyRecord, now time.Time) {
-	if linkState(rec, now) == LinkExpired {
-		rec.Link.Sealed = nil
+// wipeExpiredLink drops the sealed token of a link that expired
+// unredeemed and reports whether there was one to drop (S2).
+func wipeExpiredLink(rec *KeyRecord, now time.Time) bool {
+	if linkState(rec, now) != LinkExpired || rec.Link.Sealed == nil {
+		return false
 	}
+	rec.Link.Sealed = nil
+	return true
 }
 
-// key describes rec at now. Key and OldToken share one allocation, so that
-// Verify allocates once.
+// key describes rec at now.
 func (m *Manager) key(rec *KeyRecord, now time.Time) *Key {
-	kv := &struct {
-		key Key
-		old TokenInfo
-	}{}
-	kv.key = Key{
+	key := &Key{
 		ID:        rec.ID,
 		Account:   rec.Account,
 		Name:      rec.Name,
@@ -409,23 +443,38 @@ func (m *Manager) key(rec *KeyRecord, now time.Time) *Key {
 		Link:      linkState(rec, now),
 	}
 	if rec.HasLink {
-		kv.key.LinkExpiresAt = rec.Link.ExpiresAt
+		key.LinkExpiresAt = rec.Link.ExpiresAt
 	}
-	if rec.HasOld {
-		kv.old = TokenInfo{CreatedAt: rec.Old.CreatedAt, LastUsedAt: rec.Old.LastUsedAt}
-		kv.key.OldToken = &kv.old
+	if hasOld(rec, now) {
+		key.OldToken = &TokenInfo{CreatedAt: rec.Old.CreatedAt, LastUsedAt: rec.Old.LastUsedAt, ExpiresAt: rec.Old.ExpiresAt}
 	}
-	return &kv.key
+	return key
+}
+
+// verifiedKey describes rec at now after Verify accepted its current
+// token, or its old one if old, last used at lastUsed. rec is not modified:
+// it may be a record that the store or the cache lends.
+func (m *Manager) verifiedKey(rec *KeyRecord, old bool, lastUsed, now time.Time) *Key {
+	key := m.key(rec, now)
+	if old {
+		key.OldToken.LastUsedAt = lastUsed
+	} else {
+		key.Token.LastUsedAt = lastUsed
+	}
+	return key
 }
 
 // alert applies R10 to a token created at ref.
 func (m *Manager) alert(ref, now time.Time) AlertLevel {
-	ref = ref.UTC()
 	// A calendar month has at least 28 days, so a younger token needs no
-	// calendar arithmetic: the common case on the Verify path.
-	if now.Sub(ref) < time.Duration(m.cfg.alertAfter)*28*24*time.Hour {
+	// calendar arithmetic: the common case on the Verify path. Whole
+	// seconds are compared, which is cheaper than Sub: a difference of
+	// fewer whole seconds than 28 days a month is less than that time.
+	const monthFloor = 28 * 24 * 60 * 60
+	if now.Unix()-ref.Unix() < int64(m.cfg.alertAfter)*monthFloor {
 		return AlertNone
 	}
+	ref = ref.UTC()
 	switch {
 	case now.Before(ref.AddDate(0, m.cfg.alertAfter, 0)):
 		return AlertNone

@@ -36,6 +36,15 @@ func (s *flakyStore) Key(ctx context.Context, id string) (tokens.KeyRecord, erro
 	return s.Store.Key(ctx, id)
 }
 
+// ViewKey hides the memstore's, which Verify would use instead of Key.
+func (s *flakyStore) ViewKey(ctx context.Context, id string) (*tokens.KeyRecord, error) {
+	rec, err := s.Key(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &rec, nil
+}
+
 func (s *flakyStore) KeyByLink(ctx context.Context, link tokens.Digest) (tokens.KeyRecord, error) {
 	if s.down.Load() {
 		return tokens.KeyRecord{}, errStoreDown

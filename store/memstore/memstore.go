@@ -15,9 +15,13 @@ import (
 )
 
 // Store is an in-memory tokens.Store. The zero value is not usable; call New.
+//
+// A stored record is never modified: every write stores a new one in its
+// place. So a look-up copies a record without holding the lock, and
+// ViewKey can lend one without copying it.
 type Store struct {
 	mu        sync.RWMutex
-	keys      map[string]tokens.KeyRecord
+	keys      map[string]*tokens.KeyRecord
 	byLink    map[tokens.Digest]string
 	byAccount map[string]map[string]struct{}
 
@@ -34,12 +38,13 @@ const keptChanges = 4096
 var (
 	_ tokens.Store     = (*Store)(nil)
 	_ tokens.ChangeLog = (*Store)(nil)
+	_ tokens.KeyViewer = (*Store)(nil)
 )
 
 // New returns an empty store.
 func New() *Store {
 	return &Store{
-		keys:      make(map[string]tokens.KeyRecord),
+		keys:      make(map[string]*tokens.KeyRecord),
 		byLink:    make(map[tokens.Digest]string),
 		byAccount: make(map[string]map[string]struct{}),
 	}
@@ -67,16 +72,25 @@ func (s *Store) InsertKey(ctx context.Context, rec *tokens.KeyRecord) error {
 
 // Key implements tokens.Store.
 func (s *Store) Key(ctx context.Context, id string) (tokens.KeyRecord, error) {
-	if err := ctx.Err(); err != nil {
+	rec, err := s.ViewKey(ctx, id)
+	if err != nil {
 		return tokens.KeyRecord{}, err
 	}
-	s.mu.RLock()
-	rec, ok := s.keys[id]
-	s.mu.RUnlock()
-	if !ok {
-		return tokens.KeyRecord{}, tokens.ErrKeyNotFound
+	return clone(rec), nil
+}
+
+// ViewKey implements tokens.KeyViewer: it returns the stored record itself,
+// which no write modifies.
+func (s *Store) ViewKey(ctx context.Context, id string) (*tokens.KeyRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	rec.Link.Sealed = bytes.Clone(rec.Link.Sealed)
+	s.mu.RLock()
+	rec := s.keys[id]
+	s.mu.RUnlock()
+	if rec == nil {
+		return nil, tokens.ErrKeyNotFound
+	}
 	return rec, nil
 }
 
@@ -91,9 +105,7 @@ func (s *Store) KeyByLink(ctx context.Context, link tokens.Digest) (tokens.KeyRe
 	if !ok {
 		return tokens.KeyRecord{}, tokens.ErrKeyNotFound
 	}
-	rec := s.keys[id]
-	rec.Link.Sealed = bytes.Clone(rec.Link.Sealed)
-	return rec, nil
+	return clone(s.keys[id]), nil
 }
 
 // Keys implements tokens.Store.
@@ -104,9 +116,7 @@ func (s *Store) Keys(ctx context.Context, account string) ([]tokens.KeyRecord, e
 	s.mu.RLock()
 	recs := make([]tokens.KeyRecord, 0, len(s.byAccount[account]))
 	for id := range s.byAccount[account] {
-		rec := s.keys[id]
-		rec.Link.Sealed = bytes.Clone(rec.Link.Sealed)
-		recs = append(recs, rec)
+		recs = append(recs, clone(s.keys[id]))
 	}
 	s.mu.RUnlock()
 	slices.SortFunc(recs, func(a, b tokens.KeyRecord) int {
@@ -122,9 +132,9 @@ func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	prev, ok := s.keys[rec.ID]
+	prev := s.keys[rec.ID]
 	switch {
-	case !ok:
+	case prev == nil:
 		return fmt.Errorf("memstore: update key: %w", tokens.ErrKeyNotFound)
 	case prev.Version != rec.Version:
 		return fmt.Errorf("memstore: update key: %w", tokens.ErrConflict)
@@ -151,8 +161,8 @@ func (s *Store) DeleteKey(ctx context.Context, id string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	prev, ok := s.keys[id]
-	if !ok {
+	prev := s.keys[id]
+	if prev == nil {
 		return fmt.Errorf("memstore: delete key: %w", tokens.ErrKeyNotFound)
 	}
 	s.remove(prev)
@@ -191,25 +201,31 @@ func (s *Store) RecordUse(ctx context.Context, id string, token tokens.Digest, a
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rec, ok := s.keys[id]
-	if !ok {
+	prev := s.keys[id]
+	if prev == nil {
 		return nil
 	}
+	var current bool
 	var t *tokens.TokenRecord
 	switch {
-	case rec.Current.Digest == token:
-		t = &rec.Current
-	case rec.HasOld && rec.Old.Digest == token:
-		t = &rec.Old
+	case prev.Current.Digest == token:
+		current, t = true, &prev.Current
+	case prev.HasOld && prev.Old.Digest == token:
+		t = &prev.Old
 	default:
 		return nil
 	}
 	if !t.LastUsedAt.IsZero() && t.LastUsedAt.After(staleBefore) {
 		return nil
 	}
-	t.LastUsedAt = at.UTC()
+	rec := *prev
+	if current {
+		rec.Current.LastUsedAt = utc(at)
+	} else {
+		rec.Old.LastUsedAt = utc(at)
+	}
 	rec.Version++
-	s.keys[id] = rec
+	s.keys[id] = &rec
 	return nil
 }
 
@@ -233,7 +249,7 @@ func (s *Store) ExpiredLinks(ctx context.Context, now time.Time, limit int) ([]s
 	return ids, nil
 }
 
-func (s *Store) put(rec tokens.KeyRecord) {
+func (s *Store) put(rec *tokens.KeyRecord) {
 	s.keys[rec.ID] = rec
 	if rec.HasLink {
 		s.byLink[rec.Link.Digest] = rec.ID
@@ -246,7 +262,7 @@ func (s *Store) put(rec tokens.KeyRecord) {
 	ids[rec.ID] = struct{}{}
 }
 
-func (s *Store) remove(rec tokens.KeyRecord) {
+func (s *Store) remove(rec *tokens.KeyRecord) {
 	delete(s.keys, rec.ID)
 	if rec.HasLink {
 		delete(s.byLink, rec.Link.Digest)
@@ -257,10 +273,17 @@ func (s *Store) remove(rec tokens.KeyRecord) {
 	}
 }
 
+// clone returns a copy of a stored record that the caller owns.
+func clone(rec *tokens.KeyRecord) tokens.KeyRecord {
+	c := *rec
+	c.Link.Sealed = bytes.Clone(c.Link.Sealed)
+	return c
+}
+
 // stored returns the copy of rec that the store keeps: times in UTC at
 // microsecond precision, like the SQL stores, and its own Sealed bytes, so
 // that nothing the caller holds aliases stored state.
-func stored(rec *tokens.KeyRecord) tokens.KeyRecord {
+func stored(rec *tokens.KeyRecord) *tokens.KeyRecord {
 	c := *rec
 	c.CreatedAt = utc(c.CreatedAt)
 	c.Current = storedToken(c.Current)
@@ -273,16 +296,18 @@ func stored(rec *tokens.KeyRecord) tokens.KeyRecord {
 		c.Link.Sealed = bytes.Clone(c.Link.Sealed)
 		c.Link.CreatedAt = utc(c.Link.CreatedAt)
 		c.Link.ExpiresAt = utc(c.Link.ExpiresAt)
+		c.Link.RevokedAt = utc(c.Link.RevokedAt)
 		c.Link.RedeemedAt = utc(c.Link.RedeemedAt)
 	} else {
 		c.Link = tokens.LinkRecord{}
 	}
-	return c
+	return &c
 }
 
 func storedToken(t tokens.TokenRecord) tokens.TokenRecord {
 	t.CreatedAt = utc(t.CreatedAt)
 	t.LastUsedAt = utc(t.LastUsedAt)
+	t.ExpiresAt = utc(t.ExpiresAt)
 	return t
 }
 
