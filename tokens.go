@@ -47,9 +47,11 @@ type TokenInfo struct {
 }
 
 // KeySpec is what CreateKey needs. Name is required: valid UTF-8, at most
-// 200 bytes; it need not be unique. Account may be empty; it too must be
-// valid UTF-8 of at most 200 bytes. Neither may contain a NUL character,
-// which PostgreSQL cannot store.
+// 200 bytes, not only spaces; it need not be unique. Account may be empty;
+// it too must be valid UTF-8 of at most 200 bytes. Neither may contain a
+// control character (NUL, line breaks, tabs, escapes) or a bidirectional
+// control (U+202A-U+202E, U+2066-U+2069), which could spoof the screens
+// that show them (S9).
 type KeySpec struct {
 	Account string
 	Name    string

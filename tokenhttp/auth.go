@@ -146,7 +146,9 @@ func Authenticate(m *tokens.Manager, opts ...Option) (func(http.Handler) http.Ha
 		respond = a.writeError
 	}
 	a.onError = func(w http.ResponseWriter, r *http.Request, err error) {
-		if !errors.Is(err, tokens.ErrInvalidCredentials) && !errors.Is(err, tokens.ErrKeyInactive) {
+		// A client that hung up is not the server's failure either.
+		if !errors.Is(err, tokens.ErrInvalidCredentials) && !errors.Is(err, tokens.ErrKeyInactive) &&
+			!errors.Is(err, context.Canceled) {
 			a.report(r, err)
 		}
 		respond(w, r, err)

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/benbjohnson/clock"
 
@@ -76,7 +77,7 @@ func ExampleNewLinkHandler() {
 
 // WithErrorReporter is the one way both handlers tell the application
 // what went wrong on their side; here it goes to log/slog. A request whose
-// context has ended stands in for a failing store.
+// deadline has passed stands in for a failing store.
 func ExampleWithErrorReporter() {
 	logger := slog.New(slog.NewTextHandler(os.Stdout, &slog.HandlerOptions{
 		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
@@ -106,8 +107,10 @@ func ExampleWithErrorReporter() {
 	}
 	api := auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 
-	ended, cancel := context.WithCancel(ctx)
-	cancel()
+	// A deadline that has passed: the server's failure, so reported (a
+	// client that hangs up, context.Canceled, is not).
+	ended, cancel := context.WithDeadline(ctx, time.Time{})
+	defer cancel()
 	r := httptest.NewRequestWithContext(ended, http.MethodGet, "/api/orders", nil)
 	r.Header.Set("X-API-Key-ID", creds.KeyID)
 	r.Header.Set("X-API-Token", creds.Token)
@@ -115,6 +118,6 @@ func ExampleWithErrorReporter() {
 	api.ServeHTTP(w, r)
 	fmt.Println(w.Code)
 	// Output:
-	// level=ERROR msg=tokenhttp method=GET path=/api/orders err="tokens: verify: context canceled"
+	// level=ERROR msg=tokenhttp method=GET path=/api/orders err="tokens: verify: context deadline exceeded"
 	// 500
 }

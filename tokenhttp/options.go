@@ -11,9 +11,9 @@ import (
 // other constructor refuses it with an error.
 type Option func(*settings) error
 
-// settings are what the options set, for the constructor named by for.
+// settings are what the options set, for the constructor named target.
 type settings struct {
-	for_ string // "Authenticate" or "NewLinkHandler"
+	target string // the constructor: "Authenticate" or "NewLinkHandler"
 
 	report func(r *http.Request, err error)
 
@@ -28,17 +28,17 @@ const (
 	forLinkHandler  = "NewLinkHandler"
 )
 
-// apply runs opts for the constructor named for.
-func apply(for_ string, opts []Option) (*settings, error) {
+// apply runs opts for the constructor named target.
+func apply(target string, opts []Option) (*settings, error) {
 	s := &settings{
-		for_:        for_,
+		target:      target,
 		report:      func(*http.Request, error) {},
 		keyIDHeader: DefaultKeyIDHeader,
 		tokenHeader: DefaultTokenHeader,
 	}
 	for _, opt := range opts {
 		if opt == nil {
-			return nil, fmt.Errorf("tokenhttp: %s: nil option", for_)
+			return nil, fmt.Errorf("tokenhttp: %s: nil option", target)
 		}
 		if err := opt(s); err != nil {
 			return nil, err
@@ -47,10 +47,10 @@ func apply(for_ string, opts []Option) (*settings, error) {
 	return s, nil
 }
 
-// only refuses option name unless the constructor is for_.
-func (s *settings) only(name, for_ string) error {
-	if s.for_ != for_ {
-		return fmt.Errorf("tokenhttp: %s: %s applies to %s only", s.for_, name, for_)
+// only refuses option name unless the constructor is target.
+func (s *settings) only(name, target string) error {
+	if s.target != target {
+		return fmt.Errorf("tokenhttp: %s: %s applies to %s only", s.target, name, target)
 	}
 	return nil
 }
