@@ -1302,7 +1302,7 @@ func TestR12_OnlyTheClockReadsTheTime(t *testing.T) {
 var waitsAllowed = map[string]string{
 	// Migrate backs off while processes race to switch a new SQLite file
 	// to WAL; no key state depends on it.
-	filepath.Join("store", "sqlstore", "migrate.go"): "sqliteConn",
+	filepath.Join("store", "sqlstore", "dialect_sqlite.go"): "sqliteConn",
 }
 
 func TestR12_NothingElseWaitsOnTheWallClock(t *testing.T) {

@@ -2,11 +2,13 @@ package sqlstore_test
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
-	"net/url"
-	"path/filepath"
-	"strings"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,33 +22,52 @@ import (
 )
 
 // The benchmarks run the Manager over each backend, with the sub-benchmark
-// levels <operation>/<backend>/<case> so that benchstat puts the backends
-// side by side:
+// levels <operation>/<backend>/.../<case> so that benchstat puts the
+// backends side by side:
 //
-//	BenchmarkVerify/<backend>/baseline   a prepared primary-key SELECT of one
-//	                                     key row (QueryRowContext + Scan),
-//	                                     through the same driver and *sqlx.DB
-//	BenchmarkVerify/<backend>/store_key  Store.Key alone: the SELECT Verify
-//	                                     issues, without the Manager
-//	BenchmarkVerify/<backend>/verify     Manager.Verify of a redeemed key
-//	BenchmarkRenew/<backend>/delete_now
-//	BenchmarkRenew/<backend>/delete_later
+//	BenchmarkVerify/<backend>/keys=<n>/baseline  a prepared primary-key
+//	    SELECT of one key row (id, account, name, active, created_at,
+//	    version) with QueryRowContext + Scan, through the same driver and
+//	    *sqlx.DB: the floor of an uncached Verify
+//	.../store_key  Store.Key alone: the SELECT Verify issues
+//	.../verify     Manager.Verify of a redeemed key, no cache
+//	.../floor      the in-memory floor of a cached Verify: a map look-up
+//	    under a read lock, one SHA-256 and one constant-time compare
+//	    (the shape of benchmarkFloor in the root package's bench_test.go)
+//	.../cached     Manager.Verify with WithVerifyCache(CacheConfig{}), on
+//	    the wall clock, so that its check of the change log (at most once
+//	    per MaxStaleness) is paid as it would be in a service
+//	.../paired     baseline and verify in turn in each iteration, timed
+//	    apart: reports verify/baseline with drift cancelled per iteration
+//	BenchmarkVerifyPool/<backend>/idle=<n>  uncached Verify from 8
+//	    goroutines, with database/sql's default of 2 idle connections and
+//	    with 8
+//	BenchmarkRenew/<backend>/delete_now, delete_later
 //	BenchmarkRedeemLink/<backend>
 //
-// The target is verify within 1.3x of baseline on every backend. To see
-// the cases side by side, with the ratio to baseline:
+// The targets: verify within 1.3x of baseline, cached within 2x of floor,
+// at 1k keys and at 1M. bench.sh runs the cases in interleaved rounds and
+// prints the median ratio of each round. Environment:
 //
-//	go test -run '^$' -bench Verify -benchmem -count 10 ./store/sqlstore/ |
-//	  sed -E 's#Verify/([a-z_]+)/([a-z_]+)-#Verify/backend=\1/case=\2-#' |
-//	  benchstat -col /case -row /backend -
+//	TOKENS_BENCH_1M=1        also run Verify over 1M keys (bulk load: about
+//	                         half a minute per backend)
+//	TOKENS_BENCH_ROUNDS=n    run the cases of Verify and VerifyPool n times
+//	                         each, interleaved, in one process (default 1)
 //
 // The PostgreSQL backends need TOKENS_TEST_POSTGRES; without it they are
 // skipped (failed in CI).
 //
+// The tables are filled with a bulk loader (benchFill: one INSERT ...
+// SELECT in SQL, not the API) with keys shaped like the Manager's, each
+// with a redeemed link, spread over 1000 accounts, so that look-ups go
+// through real indexes of the given size. The keys the benchmarks use are
+// made through the API.
+//
 // Verify is measured in its steady state: it is called once before the
 // timer runs, which records the token's first use, and the clock does not
-// move, so no later call writes (R9 writes LastUsedAt at most once a
-// minute). The key's version, unchanged after the loop, proves it.
+// move (the cached case reads the wall clock, but runs for far less than
+// the minute after which R9 writes again), so no later call writes. The
+// key's version, unchanged after the loop, proves it.
 //
 // Renew and RedeemLink change a key, and each can run only once per key
 // state (R3: Renew needs the previous link redeemed or expired; R5:
@@ -55,63 +76,94 @@ import (
 //   - Renew/delete_now renews one key over and over, moving the clock on by
 //     more than the link TTL before each renewal, so that the previous link
 //     has expired unredeemed and R4 discards its unseen token. It issues
-//     the same statements as a DeleteNow renewal of a redeemed key: the
-//     current token row replaced, the link row upserted. The clock is
-//     benchClock, not clock.Mock, whose Add sleeps a millisecond.
+//     the same statements as a DeleteNow renewal of a redeemed key. The
+//     clock is benchClock, not clock.Mock, whose Add sleeps a millisecond.
 //   - Renew/delete_later renews keys whose links were redeemed, prepared
-//     benchBatch at a time with the timer stopped: the current token row
-//     replaced, the old one inserted, the link upserted.
+//     benchBatch at a time with the timer stopped.
 //   - RedeemLink redeems links created benchBatch at a time with the timer
 //     stopped.
 //
 // Used keys are deleted with the timer stopped too, so the tables stay
-// about the same size whatever b.N is. Each backend's tables also hold
-// benchFillerKeys other keys, so that look-ups go through real indexes.
+// about the same size whatever b.N is.
 const (
-	benchShareBase  = "https://share.example.com/credentials/"
-	benchFillerKeys = 1000
-	benchBatch      = 256
-	benchSQLiteDSN  = "_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate"
+	benchShareBase = "https://share.example.com/credentials/"
+	benchBatch     = 256
+	// benchFloorKeys is how many records the floor's map holds.
+	benchFloorKeys = 1000
 )
 
-// benchBackend opens a fresh, empty database of one kind for a benchmark.
-type benchBackend struct {
-	name   string
-	driver string
-	dsn    func(b *testing.B) string
+// benchSizes are the numbers of keys Verify runs over.
+func benchSizes() []int {
+	sizes := []int{1000}
+	if os.Getenv("TOKENS_BENCH_1M") != "" {
+		sizes = append(sizes, 1_000_000)
+	}
+	return sizes
 }
 
-var benchBackends = []benchBackend{
-	{name: "sqlite", driver: "sqlite3", dsn: func(b *testing.B) string {
-		return "file:" + filepath.Join(b.TempDir(), "tokens.db") + "?" + benchSQLiteDSN
-	}},
-	{name: "postgres_lib_pq", driver: "postgres", dsn: benchPostgresDSN},
-	{name: "postgres_pgx", driver: "pgx", dsn: benchPostgresDSN},
+// benchRounds is how many interleaved rounds of their cases Verify and
+// VerifyPool run.
+func benchRounds(b *testing.B) int {
+	v := os.Getenv("TOKENS_BENCH_ROUNDS")
+	if v == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("TOKENS_BENCH_ROUNDS=%q: want a positive number", v)
+	}
+	return n
 }
 
-// benchPostgresDSN makes a schema of its own for b, dropped when b ends,
-// and returns TOKENS_TEST_POSTGRES with search_path set to it. It skips b
-// (fails it in CI) when TOKENS_TEST_POSTGRES is not set.
-func benchPostgresDSN(b *testing.B) string {
-	base := testenv.Postgres(b)
-	schema := "tokens_bench_" + strings.ToLower(rand.Text()[:16])
-	admin := benchOpen(b, "postgres", base)
-	if _, err := admin.Exec("CREATE SCHEMA " + schema); err != nil {
+func sizeName(n int) string {
+	if n >= 1_000_000 {
+		return fmt.Sprintf("keys=%dM", n/1_000_000)
+	}
+	return fmt.Sprintf("keys=%dk", n/1000)
+}
+
+// benchFillStatements insert n keys (parameter 1) with redeemed links,
+// generated by the database itself.
+var benchFillStatements = map[string]string{
+	"sqlite": `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+INSERT INTO tokens_keys (id, account, name, active, created_at, version,
+	current_digest, current_created_at, current_last_used_at,
+	link_digest, link_created_at, link_expires_at, link_redeemed_at)
+SELECT 'key_' || substr(lower(hex(randomblob(16))), 1, 22), 'account' || (i % 1000), 'filler', 1, 1767225600000000 + i, 1,
+	randomblob(32), 1767225600000000 + i, 1767225600000000 + i,
+	randomblob(32), 1767225600000000 + i, 1767312000000000 + i, 1767225600000000 + i
+FROM n`,
+	"postgres": `INSERT INTO tokens_keys (id, account, name, active, created_at, version,
+	current_digest, current_created_at, current_last_used_at,
+	link_digest, link_created_at, link_expires_at, link_redeemed_at)
+SELECT 'key_' || substr(md5(i::text), 1, 22), 'account' || (i % 1000), 'filler', true, t, 1,
+	sha256(('token ' || i)::bytea), t, t,
+	sha256(('link ' || i)::bytea), t, t + interval '24 hours', t
+FROM generate_series(1, $1::int) i, LATERAL (SELECT timestamptz '2026-01-01' + i * interval '1 microsecond' AS t) x`,
+}
+
+// benchFill bulk-loads n filler keys in one transaction and updates the
+// planner's statistics, as a database that grew to that size would have.
+func benchFill(b *testing.B, db *sqlx.DB, n int) {
+	b.Helper()
+	dialect := "postgres"
+	if db.DriverName() == "sqlite3" {
+		dialect = "sqlite"
+	}
+	tx, err := db.Beginx()
+	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
-		if _, err := admin.Exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			b.Error(err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		b.Fatalf("TOKENS_TEST_POSTGRES must be a postgres:// URL: %v", err)
+	if _, err := tx.Exec(benchFillStatements[dialect], n); err != nil {
+		_ = tx.Rollback()
+		b.Fatal(err)
 	}
-	query := u.Query()
-	query.Set("search_path", schema)
-	u.RawQuery = query.Encode()
-	return u.String()
+	if err := tx.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.Exec("ANALYZE"); err != nil {
+		b.Fatal(err)
+	}
 }
 
 func benchOpen(b *testing.B, driver, dsn string) *sqlx.DB {
@@ -145,10 +197,10 @@ type benchEnv struct {
 	m   *tokens.Manager
 }
 
-func newBenchEnv(b *testing.B, be benchBackend, clk tokens.Clock) *benchEnv {
+func newBenchEnv(b *testing.B, be testenv.SQLBackend, clk tokens.Clock, keys int) *benchEnv {
 	b.Helper()
 	ctx := context.Background()
-	db := benchOpen(b, be.driver, be.dsn(b))
+	db := benchOpen(b, be.Driver, be.NewDSN(b))
 	st, err := sqlstore.New(db)
 	if err != nil {
 		b.Fatal(err)
@@ -161,11 +213,8 @@ func newBenchEnv(b *testing.B, be benchBackend, clk tokens.Clock) *benchEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := &benchEnv{ctx: ctx, db: db, st: st, m: m}
-	for range benchFillerKeys {
-		e.createKey(b)
-	}
-	return e
+	benchFill(b, db, keys)
+	return &benchEnv{ctx: ctx, db: db, st: st, m: m}
 }
 
 func (e *benchEnv) createKey(b *testing.B) (string, *tokens.ShareLink) {
@@ -241,76 +290,229 @@ var (
 )
 
 func BenchmarkVerify(b *testing.B) {
-	for _, be := range benchBackends {
-		b.Run(be.name, func(b *testing.B) {
-			e := newBenchEnv(b, be, clock.NewMock())
+	rounds := benchRounds(b)
+	for _, be := range testenv.BenchSQLBackends {
+		b.Run(be.Name, func(b *testing.B) {
+			for _, size := range benchSizes() {
+				b.Run(sizeName(size), func(b *testing.B) {
+					e := newBenchEnv(b, be, clock.NewMock(), size)
+					creds := e.issued(b)
+					cached, err := tokens.NewManager(e.st, tokens.WithShareBaseURL(benchShareBase),
+						tokens.WithVerifyCache(tokens.CacheConfig{}))
+					if err != nil {
+						b.Fatal(err)
+					}
+					b.Cleanup(func() { cached.Close() })
+					floor := benchFloorRecords(b, e, creds.KeyID)
+					for range rounds {
+						b.Run("baseline", func(b *testing.B) { benchBaseline(b, e, creds.KeyID) })
+						b.Run("store_key", func(b *testing.B) { benchStoreKey(b, e, creds.KeyID) })
+						b.Run("verify", func(b *testing.B) { benchVerify(b, e, e.m, creds) })
+						b.Run("floor", func(b *testing.B) { benchFloor(b, floor, creds) })
+						b.Run("cached", func(b *testing.B) { benchVerify(b, e, cached, creds) })
+						b.Run("paired", func(b *testing.B) { benchPaired(b, e, creds) })
+					}
+				})
+			}
+		})
+	}
+}
+
+func benchBaseline(b *testing.B, e *benchEnv, keyID string) {
+	b.ReportAllocs()
+	baseline := newBenchBaseline(b, e)
+	for b.Loop() {
+		baseline(keyID)
+	}
+}
+
+// newBenchBaseline prepares the baseline's SELECT and returns a function
+// that runs it once.
+func newBenchBaseline(b *testing.B, e *benchEnv) func(keyID string) {
+	stmt, err := e.db.PreparexContext(e.ctx, e.db.Rebind(
+		`SELECT id, account, name, active, created_at, version FROM tokens_keys WHERE id = ?`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stmt.Close() })
+	var (
+		id, account, name string
+		active            bool
+		createdAt         benchTime
+		version           int64
+	)
+	return func(keyID string) {
+		err := stmt.QueryRowContext(e.ctx, keyID).
+			Scan(&id, &account, &name, &active, &createdAt, &version)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if id != keyID {
+			b.Fatalf("baseline read key %q, want %q", id, keyID)
+		}
+	}
+}
+
+// benchPaired runs the baseline and an uncached Verify in turn, each
+// iteration both, alternating which goes first, and times each: drift
+// between them cancels at the scale of one iteration, which rounds of
+// tens of milliseconds cannot do against the round-trip times of a
+// loaded PostgreSQL server. It reports their ratio as verify/baseline.
+func benchPaired(b *testing.B, e *benchEnv, creds *tokens.Credentials) {
+	baseline := newBenchBaseline(b, e)
+	verify := func() {
+		key, err := e.m.Verify(e.ctx, creds.KeyID, creds.Token)
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchKeySink = key
+	}
+	verify()
+	before := e.version(b, creds.KeyID)
+	var baseTime, verifyTime time.Duration
+	i := 0
+	for b.Loop() {
+		t0 := time.Now()
+		if i%2 == 0 {
+			baseline(creds.KeyID)
+		} else {
+			verify()
+		}
+		t1 := time.Now()
+		if i%2 == 0 {
+			verify()
+		} else {
+			baseline(creds.KeyID)
+		}
+		t2 := time.Now()
+		if i%2 == 0 {
+			baseTime, verifyTime = baseTime+t1.Sub(t0), verifyTime+t2.Sub(t1)
+		} else {
+			verifyTime, baseTime = verifyTime+t1.Sub(t0), baseTime+t2.Sub(t1)
+		}
+		i++
+	}
+	if e.version(b, creds.KeyID) != before {
+		b.Fatal("Verify wrote to the store in the timed loop: not the steady state")
+	}
+	b.ReportMetric(float64(verifyTime)/float64(baseTime), "verify/baseline")
+	b.ReportMetric(float64(baseTime.Nanoseconds())/float64(i), "baseline-ns/op")
+	b.ReportMetric(float64(verifyTime.Nanoseconds())/float64(i), "verify-ns/op")
+}
+
+func benchStoreKey(b *testing.B, e *benchEnv, keyID string) {
+	b.ReportAllocs()
+	for b.Loop() {
+		rec, err := e.st.Key(e.ctx, keyID)
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchRecordSink = rec
+	}
+}
+
+// benchVerify measures m.Verify of creds in its steady state.
+func benchVerify(b *testing.B, e *benchEnv, m *tokens.Manager, creds *tokens.Credentials) {
+	b.ReportAllocs()
+	if _, err := m.Verify(e.ctx, creds.KeyID, creds.Token); err != nil {
+		b.Fatal(err)
+	}
+	before := e.version(b, creds.KeyID)
+	for b.Loop() {
+		key, err := m.Verify(e.ctx, creds.KeyID, creds.Token)
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchKeySink = key
+	}
+	if e.version(b, creds.KeyID) != before {
+		b.Fatal("Verify wrote to the store in the timed loop: not the steady state")
+	}
+}
+
+// benchFloorRecords returns benchFloorKeys records for the floor's map,
+// keyID's among them.
+func benchFloorRecords(b *testing.B, e *benchEnv, keyID string) map[string]tokens.KeyRecord {
+	b.Helper()
+	var ids []string
+	if err := e.db.Select(&ids, e.db.Rebind(`SELECT id FROM tokens_keys ORDER BY id LIMIT ?`), benchFloorKeys-1); err != nil {
+		b.Fatal(err)
+	}
+	recs := make(map[string]tokens.KeyRecord, benchFloorKeys)
+	for _, id := range append(ids, keyID) {
+		rec, err := e.st.Key(e.ctx, id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs[id] = rec
+	}
+	return recs
+}
+
+// benchFloor is the least a Verify from process memory can cost: a look-up
+// of the record by key ID under a read lock, one SHA-256 of the token and
+// one constant-time comparison.
+func benchFloor(b *testing.B, recs map[string]tokens.KeyRecord, creds *tokens.Credentials) {
+	b.ReportAllocs()
+	var mu sync.RWMutex
+	for b.Loop() {
+		mu.RLock()
+		rec, ok := recs[creds.KeyID]
+		mu.RUnlock()
+		// Copied to the stack, as Verify does, so that the floor does not
+		// allocate.
+		var buf [64]byte
+		digest := sha256.Sum256(buf[:copy(buf[:], creds.Token)])
+		if !ok || subtle.ConstantTimeCompare(rec.Current.Digest[:], digest[:]) != 1 {
+			b.Fatal("floor: token does not match")
+		}
+	}
+}
+
+// BenchmarkVerifyPool measures uncached Verify from 8 goroutines, with
+// database/sql's default of at most 2 idle connections (idle=2) and with
+// as many as there are goroutines (idle=8). With 2, a connection that
+// finishes while two others are idle is closed, and the next caller that
+// finds none idle opens a new one and prepares Verify's statement on it
+// again: the pool churns.
+func BenchmarkVerifyPool(b *testing.B) {
+	const goroutines = 8
+	rounds := benchRounds(b)
+	for _, be := range testenv.BenchSQLBackends {
+		b.Run(be.Name, func(b *testing.B) {
+			e := newBenchEnv(b, be, clock.NewMock(), 1000)
 			creds := e.issued(b)
-
-			b.Run("baseline", func(b *testing.B) {
-				b.ReportAllocs()
-				stmt, err := e.db.PreparexContext(e.ctx, e.db.Rebind(
-					`SELECT id, account, name, active, created_at, version FROM tokens_keys WHERE id = ?`))
-				if err != nil {
-					b.Fatal(err)
+			if _, err := e.m.Verify(e.ctx, creds.KeyID, creds.Token); err != nil {
+				b.Fatal(err)
+			}
+			for range rounds {
+				for _, idle := range []int{2, goroutines} {
+					b.Run(fmt.Sprintf("idle=%d", idle), func(b *testing.B) {
+						e.db.SetMaxIdleConns(idle)
+						b.SetParallelism((goroutines + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+						b.ReportAllocs()
+						b.RunParallel(func(pb *testing.PB) {
+							for pb.Next() {
+								if _, err := e.m.Verify(e.ctx, creds.KeyID, creds.Token); err != nil {
+									b.Error(err)
+									return
+								}
+							}
+						})
+					})
 				}
-				defer stmt.Close()
-				var (
-					id, account, name string
-					active            bool
-					createdAt         benchTime
-					version           int64
-				)
-				for b.Loop() {
-					err := stmt.QueryRowContext(e.ctx, creds.KeyID).
-						Scan(&id, &account, &name, &active, &createdAt, &version)
-					if err != nil {
-						b.Fatal(err)
-					}
-				}
-				if id != creds.KeyID {
-					b.Fatalf("baseline read key %q, want %q", id, creds.KeyID)
-				}
-			})
-
-			b.Run("store_key", func(b *testing.B) {
-				b.ReportAllocs()
-				for b.Loop() {
-					rec, err := e.st.Key(e.ctx, creds.KeyID)
-					if err != nil {
-						b.Fatal(err)
-					}
-					benchRecordSink = rec
-				}
-			})
-
-			b.Run("verify", func(b *testing.B) {
-				b.ReportAllocs()
-				if _, err := e.m.Verify(e.ctx, creds.KeyID, creds.Token); err != nil {
-					b.Fatal(err)
-				}
-				before := e.version(b, creds.KeyID)
-				for b.Loop() {
-					key, err := e.m.Verify(e.ctx, creds.KeyID, creds.Token)
-					if err != nil {
-						b.Fatal(err)
-					}
-					benchKeySink = key
-				}
-				if e.version(b, creds.KeyID) != before {
-					b.Fatal("Verify wrote to the store in the timed loop: not the steady state")
-				}
-			})
+			}
 		})
 	}
 }
 
 func BenchmarkRenew(b *testing.B) {
-	for _, be := range benchBackends {
-		b.Run(be.name, func(b *testing.B) {
+	for _, be := range testenv.BenchSQLBackends {
+		b.Run(be.Name, func(b *testing.B) {
 			b.Run("delete_now", func(b *testing.B) {
 				b.ReportAllocs()
 				clk := newBenchClock()
-				e := newBenchEnv(b, be, clk)
+				e := newBenchEnv(b, be, clk, 1000)
 				id, _ := e.createKey(b)
 				opts := tokens.RenewOptions{OldToken: tokens.DeleteNow}
 				for b.Loop() {
@@ -323,7 +525,7 @@ func BenchmarkRenew(b *testing.B) {
 
 			b.Run("delete_later", func(b *testing.B) {
 				b.ReportAllocs()
-				e := newBenchEnv(b, be, clock.NewMock())
+				e := newBenchEnv(b, be, clock.NewMock(), 1000)
 				opts := tokens.RenewOptions{OldToken: tokens.DeleteLater}
 				var ready, used []string
 				for b.Loop() {
@@ -349,10 +551,10 @@ func BenchmarkRenew(b *testing.B) {
 }
 
 func BenchmarkRedeemLink(b *testing.B) {
-	for _, be := range benchBackends {
-		b.Run(be.name, func(b *testing.B) {
+	for _, be := range testenv.BenchSQLBackends {
+		b.Run(be.Name, func(b *testing.B) {
 			b.ReportAllocs()
-			e := newBenchEnv(b, be, clock.NewMock())
+			e := newBenchEnv(b, be, clock.NewMock(), 1000)
 			var ready []*tokens.ShareLink
 			var used []string
 			for b.Loop() {

@@ -20,6 +20,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keyrenew/tokens"
+	"github.com/keyrenew/tokens/internal/testenv"
 	"github.com/keyrenew/tokens/store/sqlstore"
 )
 
@@ -56,11 +57,10 @@ type cluster struct {
 
 func newCluster(t *testing.T, b backend, n int) *cluster {
 	t.Helper()
-	b.available(t)
-	c := &cluster{driver: b.driver, dsn: b.newDSN(t), clk: clock.NewMock()}
+	c := &cluster{driver: b.Driver, dsn: b.NewDSN(t), clk: clock.NewMock()}
 	c.clk.Set(time.Date(2026, 3, 2, 9, 30, 0, 0, time.UTC))
 	for i := range n {
-		db := open(t, b.driver, c.dsn)
+		db := open(t, b.Driver, c.dsn)
 		st := newStore(t, db)
 		if i == 0 {
 			require.NoError(t, st.Migrate(t.Context()))
@@ -110,27 +110,6 @@ func race[T any](n int, fn func(i int) (T, error)) ([]T, []error) {
 	return vals, errs
 }
 
-// requireOneWinner checks that exactly one call succeeded and that call i,
-// if it lost, failed with loss(i); it returns the winner's index.
-func requireOneWinner(t *testing.T, errs []error, loss func(i int) error) int {
-	t.Helper()
-	winner := -1
-	for i, err := range errs {
-		if err == nil {
-			require.Equal(t, -1, winner, "calls %d and %d both succeeded", winner, i)
-			winner = i
-			continue
-		}
-		require.ErrorIs(t, err, loss(i), "call %d", i)
-	}
-	require.NotEqual(t, -1, winner, "no call succeeded")
-	return winner
-}
-
-func always(err error) func(int) error {
-	return func(int) error { return err }
-}
-
 // redeemedKey creates a key through m and redeems its link: a key that
 // Renew accepts.
 func redeemedKey(t *testing.T, m *tokens.Manager) *tokens.Credentials {
@@ -158,15 +137,16 @@ func requireRejected(t *testing.T, m *tokens.Manager, creds *tokens.Credentials)
 func tokenRows(t *testing.T, db *sqlx.DB, id string) int {
 	t.Helper()
 	var n int
-	require.NoError(t, db.GetContext(t.Context(), &n,
-		db.Rebind("SELECT count(*) FROM tokens_tokens WHERE key_id = ?"), id))
+	require.NoError(t, db.GetContext(t.Context(), &n, db.Rebind(`SELECT
+		CASE WHEN current_digest IS NULL THEN 0 ELSE 1 END + CASE WHEN old_digest IS NULL THEN 0 ELSE 1 END
+		FROM tokens_keys WHERE id = ?`), id))
 	return n
 }
 
 func TestCrossInstanceRedeemOnce(t *testing.T) {
 	const rounds = 3
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			c := newCluster(t, b, instances)
 			ctx := t.Context()
 			for round := range rounds {
@@ -176,7 +156,7 @@ func TestCrossInstanceRedeemOnce(t *testing.T) {
 				creds, errs := race(racers, func(i int) (*tokens.Credentials, error) {
 					return c.manager(i).RedeemLink(ctx, link.URL)
 				})
-				won := creds[requireOneWinner(t, errs, always(tokens.ErrLinkUsed))]
+				won := creds[testenv.RequireOneWinner(t, errs, testenv.Always(tokens.ErrLinkUsed))]
 
 				require.Equal(t, key.ID, won.KeyID)
 				for _, in := range c.inst {
@@ -194,7 +174,7 @@ func TestCrossInstanceRedeemOnce(t *testing.T) {
 
 func TestCrossInstanceRenewOnce(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			c := newCluster(t, b, instances)
 			ctx := t.Context()
 			renewRace := func(id string, opts tokens.RenewOptions) *tokens.ShareLink {
@@ -206,7 +186,7 @@ func TestCrossInstanceRenewOnce(t *testing.T) {
 				// or fails its compare-and-swap and loads it again: either
 				// way it finds the winner's link pending (R3), a check
 				// that comes before the old token's (R5).
-				return links[requireOneWinner(t, errs, always(tokens.ErrRenewalPending))]
+				return links[testenv.RequireOneWinner(t, errs, testenv.Always(tokens.ErrRenewalPending))]
 			}
 
 			t.Run("DeleteLater", func(t *testing.T) {
@@ -278,7 +258,7 @@ func TestCrossInstanceUndoOrDeleteOldOnce(t *testing.T) {
 		{"UndoAgainstDeleteOld", func(i int) string { return [2]string{undo, deleteOld}[i%2] }},
 	}
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			c := newCluster(t, b, instances)
 			ctx := t.Context()
 			for _, v := range variants {
@@ -298,7 +278,7 @@ func TestCrossInstanceUndoOrDeleteOldOnce(t *testing.T) {
 					})
 					// Both need the old token and both remove it: whichever
 					// writes first leaves the others nothing to do.
-					winner := requireOneWinner(t, errs, func(i int) error {
+					winner := testenv.RequireOneWinner(t, errs, func(i int) error {
 						if v.op(i) == undo {
 							return tokens.ErrUndoUnavailable
 						}
@@ -341,7 +321,7 @@ const secretWindow = 16
 
 func TestDumpHoldsNoSecret(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			c := newCluster(t, b, 1)
 			in := c.inst[0]
 			ctx := t.Context()
@@ -420,7 +400,7 @@ func TestDumpHoldsNoSecret(t *testing.T) {
 			withPending := dumpDatabase(t, in.db)
 			var sealed int
 			require.NoError(t, in.db.GetContext(ctx, &sealed,
-				"SELECT count(*) FROM tokens_links WHERE sealed IS NOT NULL"))
+				"SELECT count(*) FROM tokens_keys WHERE link_sealed IS NOT NULL"))
 			require.Equal(t, len(pending)+1, sealed,
 				"the pending links and the expired one hold their token sealed in the dump")
 			var files map[string][]byte
@@ -453,13 +433,13 @@ func TestDumpHoldsNoSecret(t *testing.T) {
 			}
 			var redeemed, redeemedSealed int
 			require.NoError(t, in.db.GetContext(ctx, &redeemed,
-				"SELECT count(*) FROM tokens_links WHERE redeemed_at IS NOT NULL"))
+				"SELECT count(*) FROM tokens_keys WHERE link_redeemed_at IS NOT NULL"))
 			require.NoError(t, in.db.GetContext(ctx, &redeemedSealed,
-				"SELECT count(*) FROM tokens_links WHERE redeemed_at IS NOT NULL AND sealed IS NOT NULL"))
+				"SELECT count(*) FROM tokens_keys WHERE link_redeemed_at IS NOT NULL AND link_sealed IS NOT NULL"))
 			require.Equal(t, 7, redeemed)
 			require.Zero(t, redeemedSealed, "a redeemed link keeps no sealed token")
 			require.NoError(t, in.db.GetContext(ctx, &sealed,
-				"SELECT count(*) FROM tokens_links WHERE sealed IS NOT NULL"))
+				"SELECT count(*) FROM tokens_keys WHERE link_sealed IS NOT NULL"))
 			require.Zero(t, sealed, "no link is pending any more")
 		})
 	}
@@ -497,7 +477,7 @@ func dumpDatabase(t *testing.T, db *sqlx.DB) []dumpRow {
 	}
 	var tables []string
 	require.NoError(t, db.SelectContext(ctx, &tables, query))
-	for _, want := range []string{"tokens_keys", "tokens_tokens", "tokens_links"} {
+	for _, want := range []string{"tokens_keys", "tokens_change_counter", "tokens_changes"} {
 		require.Contains(t, tables, want)
 	}
 	var dump []dumpRow
@@ -744,17 +724,19 @@ var pgLockPoints = []struct {
 	name, lock, statement string
 }{
 	{
-		// The transaction's first statement locks the key's token rows.
+		// The transaction's first statement writes the key's row.
 		name:      "BeforeItsWrites",
-		lock:      `SELECT 1 FROM tokens_tokens WHERE key_id = $1 FOR UPDATE`,
-		statement: "FROM tokens_tokens",
+		lock:      `SELECT 1 FROM tokens_keys WHERE id = $1 FOR UPDATE`,
+		statement: "UPDATE tokens_keys",
 	},
 	{
-		// The link is written last, after the key's version and its token
-		// rows: stopping there interrupts a transaction that has written.
-		name:      "AfterKeyAndTokenWrites",
-		lock:      `SELECT 1 FROM tokens_links WHERE key_id = $1 FOR UPDATE`,
-		statement: "INSERT INTO tokens_links",
+		// The change is numbered last, after the key's row was written:
+		// stopping there interrupts a transaction that has written.
+		name: "AfterKeyWrite",
+		lock: `SELECT 1 FROM tokens_change_counter c
+			JOIN tokens_keys k ON k.id = $1
+			FOR UPDATE OF c`,
+		statement: "UPDATE tokens_change_counter",
 	},
 }
 
@@ -829,16 +811,16 @@ func requireEnded(t *testing.T, done <-chan error, what string) error {
 
 // TestKilledConnectionMidRenewal kills the connection of a renewal whose
 // transaction waits for a lock, with pg_terminate_backend: before any of
-// its writes, and after it wrote the key's version and token rows. The
+// its writes, and after it wrote the key's row. The
 // key stays exactly as it was, and the pool recovers.
 func TestKilledConnectionMidRenewal(t *testing.T) {
 	for _, b := range backends {
-		if b.driver == "sqlite3" {
+		if b.Driver == "sqlite3" {
 			continue // one process: nothing can kill its connection mid-way
 		}
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			c := newCluster(t, b, 1)
-			admin := open(t, b.driver, c.dsn)
+			admin := open(t, b.Driver, c.dsn)
 			for _, at := range pgLockPoints {
 				t.Run(at.name, func(t *testing.T) {
 					key := newRenewable(t, c.inst[0])
@@ -870,11 +852,11 @@ func TestKilledConnectionMidRenewal(t *testing.T) {
 // write lock. The key stays exactly as it was, and the pool recovers.
 func TestCancelledRenewal(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			c := newCluster(t, b, 1)
 			if c.sqlite() {
 				key := newRenewable(t, c.inst[0])
-				release := sqliteWriteLock(t, open(t, b.driver, c.dsn))
+				release := sqliteWriteLock(t, open(t, b.Driver, c.dsn))
 				ctx, cancel := context.WithCancel(t.Context())
 				defer cancel()
 				done := renewInBackground(ctx, key.in.m, key.creds.KeyID)
@@ -891,7 +873,7 @@ func TestCancelledRenewal(t *testing.T) {
 				key.requireRenews(t)
 				return
 			}
-			admin := open(t, b.driver, c.dsn)
+			admin := open(t, b.Driver, c.dsn)
 			for _, at := range pgLockPoints {
 				t.Run(at.name, func(t *testing.T) {
 					key := newRenewable(t, c.inst[0])

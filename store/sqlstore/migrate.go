@@ -3,16 +3,12 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"embed"
 	"fmt"
 	"io/fs"
 	"path"
 	"strconv"
 	"strings"
-	"time"
-
-	"github.com/jmoiron/sqlx"
 
 	"github.com/keyrenew/tokens"
 )
@@ -40,23 +36,13 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if ctx == nil {
 		return fmt.Errorf("sqlstore: migrate: %w", tokens.ErrNilContext)
 	}
-	migrations, err := s.d.migrations()
+	migrations, err := dialectMigrations(s.d)
 	if err != nil {
 		return fmt.Errorf("sqlstore: migrate: %w", err)
 	}
-	apply := func(tx execQuerier) error {
+	err = s.d.inMigrationTx(ctx, s, func(tx execQuerier) error {
 		return s.applyMigrations(ctx, tx, migrations)
-	}
-	if s.d == sqlite {
-		err = s.inImmediateTx(ctx, apply)
-	} else {
-		err = s.inUnpreparedTx(ctx, func(tx *sqlx.Tx) error {
-			if _, err := tx.ExecContext(ctx, s.d.q.lockMigrations); err != nil {
-				return err
-			}
-			return apply(tx)
-		})
-	}
+	})
 	if err != nil {
 		return fmt.Errorf("sqlstore: migrate: %w", err)
 	}
@@ -69,11 +55,11 @@ type execQuerier interface {
 }
 
 func (s *Store) applyMigrations(ctx context.Context, tx execQuerier, migrations []migration) error {
-	q := &s.d.q
-	if _, err := tx.ExecContext(ctx, q.createMigrations); err != nil {
+	q := s.d.migrationStatements()
+	if _, err := tx.ExecContext(ctx, q.create); err != nil {
 		return err
 	}
-	applied, err := appliedMigrations(ctx, tx, q.selectMigrations)
+	applied, err := appliedMigrations(ctx, tx, q.selectVersions)
 	if err != nil {
 		return err
 	}
@@ -84,7 +70,7 @@ func (s *Store) applyMigrations(ctx context.Context, tx execQuerier, migrations 
 		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
 			return fmt.Errorf("%04d_%s: %w", m.version, m.name, err)
 		}
-		if _, err := tx.ExecContext(ctx, q.insertMigration, m.version, m.name); err != nil {
+		if _, err := tx.ExecContext(ctx, q.insert, m.version, m.name); err != nil {
 			return err
 		}
 	}
@@ -108,59 +94,9 @@ func appliedMigrations(ctx context.Context, tx execQuerier, query string) (map[i
 	return applied, rows.Err()
 }
 
-// inImmediateTx runs fn in a SQLite transaction that takes the write lock
-// at once, whatever the DSN's _txlock: a deferred transaction that reads
-// first could fail to upgrade its lock when another process migrates
-// concurrently.
-func (s *Store) inImmediateTx(ctx context.Context, fn func(tx execQuerier) error) error {
-	conn, err := s.sqliteConn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return err
-	}
-	err = fn(conn)
-	if err == nil {
-		_, err = conn.ExecContext(ctx, "COMMIT")
-	}
-	if err != nil {
-		if _, rbErr := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); rbErr != nil {
-			// Still inside the transaction, maybe: discard the
-			// connection rather than return it to the pool.
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
-		}
-		return err
-	}
-	return nil
-}
-
-// sqliteConn connects to SQLite for a migration. Processes that open a
-// brand-new file at once race to switch it to WAL, and SQLite answers the
-// losers "database is locked" at once, without waiting for the busy
-// timeout; so a connection that fails that way is retried for a few
-// seconds. This is the one wait in the package, and it reads no time.
-func (s *Store) sqliteConn(ctx context.Context) (*sql.Conn, error) {
-	const attempts = 60
-	for attempt := 1; ; attempt++ {
-		conn, err := s.db.Conn(ctx)
-		if err == nil || attempt == attempts || !strings.Contains(err.Error(), "database is locked") {
-			return conn, err
-		}
-		wait := time.NewTimer(time.Duration(attempt) * 2 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			wait.Stop()
-			return nil, ctx.Err()
-		case <-wait.C:
-		}
-	}
-}
-
-// migrations returns the dialect's migrations in version order.
-func (d *dialect) migrations() ([]migration, error) {
-	dir := path.Join("migrations", d.name)
+// dialectMigrations returns the migrations of d in version order.
+func dialectMigrations(d dialect) ([]migration, error) {
+	dir := path.Join("migrations", d.name())
 	entries, err := fs.ReadDir(migrationFiles, dir)
 	if err != nil {
 		return nil, err

@@ -77,7 +77,7 @@ func sweepContext(t *testing.T, m *tokens.Manager, spare string, i int) (context
 // after the sweep, when every interrupted transaction has ended.
 func TestDeadlineSweepOutcomes(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			c := newCluster(t, b, 1)
 			in := c.inst[0]
 			ctx := t.Context()
@@ -174,8 +174,8 @@ func TestDeadlineSweepOutcomes(t *testing.T) {
 				}
 			}
 
-			t.Logf("sweep %s RedeemLink: %v", b.name, &redeem)
-			t.Logf("sweep %s Renew: %v", b.name, &renew)
+			t.Logf("sweep %s RedeemLink: %v", b.Name, &redeem)
+			t.Logf("sweep %s Renew: %v", b.Name, &renew)
 			for _, m := range append(redeem.mismatches, renew.mismatches...) {
 				t.Error(m)
 			}
@@ -249,7 +249,7 @@ func withinWait(t *testing.T, what string, fn func() error) {
 // of one connection that a leaked connection or lock would block.
 func TestNilContext(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			c := newCluster(t, b, 1)
 			in := c.inst[0]
 			in.db.SetMaxOpenConns(1)
@@ -348,7 +348,7 @@ func (s *lossyStore) DeleteKey(ctx context.Context, id string) error {
 // RedeemLink and DeleteKey report what the database holds.
 func TestLostCommitOutcomes(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			c := newCluster(t, b, 1)
 			in := c.inst[0]
 			lossy := &lossyStore{Store: in.st}
@@ -427,18 +427,18 @@ func TestLostCommitOutcomes(t *testing.T) {
 
 // TestLostCommitStillRunning loses the answer of a renewal whose
 // transaction is still running on the PostgreSQL server, holding the key's
-// token rows while it waits for a lock another session holds. The
+// row while it waits for a lock another session holds. The
 // Manager's fence waits for it: if it then commits, Renew succeeds with
 // its link; if it is cancelled, Renew fails and the key is unchanged.
 func TestLostCommitStillRunning(t *testing.T) {
 	for _, b := range backends {
-		if b.driver == "sqlite3" {
+		if b.Driver == "sqlite3" {
 			continue // one writer at a time: no transaction outlives its call
 		}
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			c := newCluster(t, b, 1)
 			in := c.inst[0]
-			admin := open(t, b.driver, c.dsn)
+			admin := open(t, b.Driver, c.dsn)
 			lossy := &lossyStore{Store: in.st}
 			m, err := tokens.NewManager(lossy, tokens.WithClock(c.clk), tokens.WithShareBaseURL(shareBase))
 			require.NoError(t, err)
@@ -446,7 +446,7 @@ func TestLostCommitStillRunning(t *testing.T) {
 				t.Run(fmt.Sprint("Commits=", commits), func(t *testing.T) {
 					key := newRenewable(t, in)
 					// The lost transaction waits at its last write, holding the
-					// key's token rows and its row.
+					// key's row.
 					blocker, release := pgLock(t, admin, pgLockPoints[1].lock, key.creds.KeyID)
 					ctx, cancel := context.WithCancel(t.Context())
 					defer cancel()

@@ -16,9 +16,8 @@ import (
 // and wait forever; the store prepares them before it begins.
 func TestOneConnection(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			b.available(t)
-			db := open(t, b.driver, b.newDSN(t))
+		t.Run(b.Name, func(t *testing.T) {
+			db := open(t, b.Driver, b.NewDSN(t))
 			db.SetMaxOpenConns(1)
 			m, err := tokens.NewManager(migrated(t, db), tokens.WithShareBaseURL(shareBase))
 			require.NoError(t, err)

@@ -54,7 +54,7 @@ func TestRevocationLatency(t *testing.T) {
 			name += "_terminated"
 		}
 		t.Run(name, func(t *testing.T) {
-			i := slices.IndexFunc(backends, func(b backend) bool { return b.name == v.backend })
+			i := slices.IndexFunc(backends, func(b backend) bool { return b.Name == v.backend })
 			require.GreaterOrEqual(t, i, 0, "no backend %q", v.backend)
 			runRevocationLatency(t, backends[i], v.terminate)
 		})
@@ -206,16 +206,15 @@ type tokenSeen struct {
 }
 
 func runRevocationLatency(t *testing.T, b backend, terminate bool) {
-	b.available(t)
 	began := time.Now()
 	ctx := t.Context()
-	dsn := b.newDSN(t)
-	st := migrated(t, open(t, b.driver, dsn))
+	dsn := b.NewDSN(t)
+	st := migrated(t, open(t, b.Driver, dsn))
 	m, err := tokens.NewManager(st, tokens.WithShareBaseURL(shareBase))
 	require.NoError(t, err)
 
 	kinds := make([]revocationKind, revocationCount)
-	cfg := childConfig{Driver: b.driver, DSN: dsn, MaxStaleness: revocationStaleness}
+	cfg := childConfig{Driver: b.Driver, DSN: dsn, MaxStaleness: revocationStaleness}
 	for i := range revocationCount {
 		kinds[i] = revocationKinds[i%len(revocationKinds)]
 		creds, err := kinds[i].prepare(ctx, m)

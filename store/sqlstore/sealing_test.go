@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keyrenew/tokens"
+	"github.com/keyrenew/tokens/internal/testenv"
 )
 
 // TestS8_DatabaseFilesPlusLinkURLOpenNothing plays the attacker of issue 7
@@ -34,8 +35,8 @@ func TestS8_DatabaseFilesPlusLinkURLOpenNothing(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			b := backends[0]
-			dsn := b.newDSN(t)
-			st := migrated(t, open(t, b.driver, dsn))
+			dsn := b.NewDSN(t)
+			st := migrated(t, open(t, b.Driver, dsn))
 			opts := []tokens.Option{tokens.WithShareBaseURL(shareBase)}
 			if withSecret {
 				opts = append(opts, tokens.WithSealingSecret(secret))
@@ -126,7 +127,7 @@ func openSealedCopies(files map[string][]byte, links []stolenLink, secret []byte
 // cells of the main file). Backups and copies taken before the checkpoint
 // still hold it: the secret is the answer there.
 func TestS8_SecureDeleteAndCheckpointMakeTheWipeReal(t *testing.T) {
-	dsn := sqliteDSN("_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate&_secure_delete=on")(t)
+	dsn := testenv.SQLite(testenv.SQLiteParams + "&_secure_delete=on")(t)
 	db := open(t, "sqlite3", dsn)
 	m, err := tokens.NewManager(migrated(t, db), tokens.WithShareBaseURL(shareBase))
 	require.NoError(t, err)

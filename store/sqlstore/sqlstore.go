@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -13,10 +12,6 @@ import (
 
 	"github.com/keyrenew/tokens"
 )
-
-// ErrUnsupportedDriver is returned by New for a database whose driver is
-// none of sqlite3, postgres and pgx.
-var ErrUnsupportedDriver = errors.New("sqlstore: unsupported driver: use sqlite3 (mattn/go-sqlite3), postgres (lib/pq) or pgx (jackc/pgx/v5/stdlib)")
 
 // Store is a tokens.Store in a SQLite or PostgreSQL database. It is safe for
 // concurrent use, also by many processes sharing the database.
@@ -30,10 +25,9 @@ var ErrUnsupportedDriver = errors.New("sqlstore: unsupported driver: use sqlite3
 // call into database/sql.
 type Store struct {
 	db *sqlx.DB
-	d  *dialect
+	d  dialect
 
-	mu      sync.Mutex
-	stmts   map[string]*sqlx.Stmt
+	stmts   [numStmts]atomic.Pointer[sql.Stmt]
 	txReady atomic.Bool // the statements of transactions are prepared
 }
 
@@ -54,46 +48,21 @@ func New(db *sqlx.DB) (*Store, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w (got %q)", ErrUnsupportedDriver, db.DriverName())
 	}
-	return &Store{db: db, d: d, stmts: make(map[string]*sqlx.Stmt)}, nil
+	return &Store{db: db, d: d}, nil
 }
 
 // Close releases the store's prepared statements. It does not close the
 // database, which belongs to the caller.
 func (s *Store) Close() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.txReady.Store(false)
-	var errs []error
-	for query, stmt := range s.stmts {
-		errs = append(errs, stmt.Close())
-		delete(s.stmts, query)
-	}
-	return errors.Join(errs...)
+	return s.closeStatements()
 }
 
-// InsertKey implements tokens.Store.
+// InsertKey implements tokens.Store with one INSERT, in a transaction of
+// its own so that only a failed COMMIT leaves its outcome unknown.
 func (s *Store) InsertKey(ctx context.Context, rec *tokens.KeyRecord) error {
-	q := &s.d.q
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		_, err := s.exec(ctx, tx, q.insertKey,
-			rec.ID, rec.Account, rec.Name, rec.Active, s.d.time(rec.CreatedAt))
-		if err != nil {
-			return err
-		}
-		if err := s.insertToken(ctx, tx, rec.ID, slotCurrent, &rec.Current); err != nil {
-			return err
-		}
-		if rec.HasOld {
-			if err := s.insertToken(ctx, tx, rec.ID, slotOld, &rec.Old); err != nil {
-				return err
-			}
-		}
-		if rec.HasLink {
-			if _, err := s.exec(ctx, tx, q.insertLink, s.linkArgs(rec)...); err != nil {
-				return err
-			}
-		}
-		return nil
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := s.exec(ctx, tx, insertKey, keyArgs(s.d, rec, false)...)
+		return err
 	})
 	if err != nil {
 		return s.fail("insert key", err)
@@ -102,10 +71,10 @@ func (s *Store) InsertKey(ctx context.Context, rec *tokens.KeyRecord) error {
 	return nil
 }
 
-// Key implements tokens.Store. It reads the key, its tokens and its link
-// with one prepared SELECT.
+// Key implements tokens.Store: one prepared SELECT of the key's row by
+// primary key.
 func (s *Store) Key(ctx context.Context, id string) (tokens.KeyRecord, error) {
-	stmt, err := s.stmt(ctx, s.d.q.selectKey)
+	stmt, err := s.stmt(ctx, selectKey)
 	if err != nil {
 		return tokens.KeyRecord{}, s.fail("key", err)
 	}
@@ -118,7 +87,7 @@ func (s *Store) Key(ctx context.Context, id string) (tokens.KeyRecord, error) {
 
 // KeyByLink implements tokens.Store with one prepared SELECT.
 func (s *Store) KeyByLink(ctx context.Context, link tokens.Digest) (tokens.KeyRecord, error) {
-	stmt, err := s.stmt(ctx, s.d.q.selectKeyByLink)
+	stmt, err := s.stmt(ctx, selectKeyByLink)
 	if err != nil {
 		return tokens.KeyRecord{}, s.fail("key by link", err)
 	}
@@ -139,7 +108,7 @@ func (s *Store) Keys(ctx context.Context, account string) ([]tokens.KeyRecord, e
 }
 
 func (s *Store) keys(ctx context.Context, account string) ([]tokens.KeyRecord, error) {
-	rows, err := s.query(ctx, nil, s.d.q.selectKeys, account)
+	rows, err := s.query(ctx, nil, selectKeys, account)
 	if err != nil {
 		return nil, err
 	}
@@ -155,44 +124,16 @@ func (s *Store) keys(ctx context.Context, account string) ([]tokens.KeyRecord, e
 	return recs, rows.Err()
 }
 
-// UpdateKey implements tokens.Store. In one transaction it swaps the key's
-// row on its version, then writes the token rows that changed and the
-// link. The stored token rows are read before the swap on PostgreSQL,
-// which locks them in the order every writer follows (see
-// dialect.rowLocks), and after it on SQLite, where a transaction's first
-// statement must be a write so that a deferred transaction takes the
-// write lock at once.
+// UpdateKey implements tokens.Store: in one transaction, an UPDATE of the
+// key's row on its version (compare-and-swap), then logChange.
 func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		var stored [2]storedToken
-		var err error
-		if s.d.rowLocks {
-			if stored, err = s.lockTokens(ctx, tx, rec.ID); err != nil {
-				return err
-			}
-		}
-		n, err := s.exec(ctx, tx, s.d.q.casKey, rec.Name, rec.Active, rec.ID, rec.Version)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		n, err := s.exec(ctx, tx, updateKey, keyArgs(s.d, rec, true)...)
 		if err != nil {
 			return err
 		}
 		if n == 0 {
 			return s.conflictOrMissing(ctx, tx, rec.ID)
-		}
-		if !s.d.rowLocks {
-			if stored, err = s.lockTokens(ctx, tx, rec.ID); err != nil {
-				return err
-			}
-		}
-		if err := s.writeTokens(ctx, tx, rec, stored); err != nil {
-			return err
-		}
-		if rec.HasLink {
-			_, err = s.exec(ctx, tx, s.d.q.upsertLink, s.linkArgs(rec)...)
-		} else {
-			_, err = s.exec(ctx, tx, s.d.q.deleteLink, rec.ID)
-		}
-		if err != nil {
-			return err
 		}
 		return s.logChange(ctx, tx, rec.ID)
 	})
@@ -204,8 +145,8 @@ func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
 }
 
 // conflictOrMissing tells why a compare-and-swap of key id changed nothing.
-func (s *Store) conflictOrMissing(ctx context.Context, tx *sqlx.Tx, id string) error {
-	stmt, err := s.txStmt(ctx, tx, s.d.q.keyExists)
+func (s *Store) conflictOrMissing(ctx context.Context, tx *sql.Tx, id string) error {
+	stmt, err := s.txStmt(ctx, tx, keyExists)
 	if err != nil {
 		return err
 	}
@@ -216,27 +157,11 @@ func (s *Store) conflictOrMissing(ctx context.Context, tx *sqlx.Tx, id string) e
 	return tokens.ErrConflict
 }
 
-// DeleteKey implements tokens.Store. The key's token and link rows are
-// deleted with it: on PostgreSQL by the foreign keys' ON DELETE CASCADE,
-// once the token rows are locked as every writer does; on SQLite
-// explicitly, as its foreign keys are enforced only on connections that
-// enable them.
+// DeleteKey implements tokens.Store: in one transaction, a DELETE of the
+// key's row, which holds its tokens and link, then logChange.
 func (s *Store) DeleteKey(ctx context.Context, id string) error {
-	q := &s.d.q
-	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
-		if s.d.rowLocks {
-			if _, err := s.lockTokens(ctx, tx, id); err != nil {
-				return err
-			}
-		} else {
-			if _, err := s.exec(ctx, tx, q.deleteTokens, id); err != nil {
-				return err
-			}
-			if _, err := s.exec(ctx, tx, q.deleteLink, id); err != nil {
-				return err
-			}
-		}
-		n, err := s.exec(ctx, tx, q.deleteKey, id)
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		n, err := s.exec(ctx, tx, deleteKey, id)
 		if err == nil && n == 0 {
 			err = tokens.ErrKeyNotFound
 		}
@@ -251,24 +176,9 @@ func (s *Store) DeleteKey(ctx context.Context, id string) error {
 	return nil
 }
 
-// RecordUse implements tokens.Store: one statement on PostgreSQL, a
-// transaction of one or two on SQLite.
+// RecordUse implements tokens.Store with one UPDATE of the key's row.
 func (s *Store) RecordUse(ctx context.Context, id string, token tokens.Digest, at, staleBefore time.Time) error {
-	usedAt, stale := s.d.time(at), s.d.time(staleBefore)
-	var err error
-	if s.d.q.recordUse != "" {
-		_, err = s.exec(ctx, nil, s.d.q.recordUse, id, token[:], usedAt, stale)
-	} else {
-		err = s.inTx(ctx, func(tx *sqlx.Tx) error {
-			n, err := s.exec(ctx, tx, s.d.q.touchToken, usedAt, id, token[:], stale)
-			if err != nil || n == 0 {
-				return err
-			}
-			_, err = s.exec(ctx, tx, s.d.q.bumpVersion, id)
-			return err
-		})
-	}
-	if err != nil {
+	if _, err := s.exec(ctx, nil, recordUse, id, token[:], s.d.time(at), s.d.time(staleBefore)); err != nil {
 		return s.fail("record use", err)
 	}
 	return nil
@@ -287,7 +197,7 @@ func (s *Store) ExpiredLinks(ctx context.Context, now time.Time, limit int) ([]s
 }
 
 func (s *Store) expiredLinks(ctx context.Context, now time.Time, limit int) ([]string, error) {
-	rows, err := s.query(ctx, nil, s.d.q.expiredLinks, s.d.time(now), limit)
+	rows, err := s.query(ctx, nil, expiredLinks, s.d.time(now), limit)
 	if err != nil {
 		return nil, err
 	}
@@ -314,8 +224,8 @@ const (
 // last statement: the counter's row lock, held until COMMIT, is the last
 // lock every writer takes, so writers never wait for each other in a
 // cycle, and numbers commit in order.
-func (s *Store) logChange(ctx context.Context, tx *sqlx.Tx, id string) error {
-	stmt, err := s.txStmt(ctx, tx, s.d.q.countChange)
+func (s *Store) logChange(ctx context.Context, tx *sql.Tx, id string) error {
+	stmt, err := s.txStmt(ctx, tx, countChange)
 	if err != nil {
 		return err
 	}
@@ -323,11 +233,11 @@ func (s *Store) logChange(ctx context.Context, tx *sqlx.Tx, id string) error {
 	if err := stmt.QueryRowContext(ctx).Scan(&seq); err != nil {
 		return err
 	}
-	if _, err := s.exec(ctx, tx, s.d.q.insertChange, seq, id); err != nil {
+	if _, err := s.exec(ctx, tx, insertChange, seq, id); err != nil {
 		return err
 	}
 	if seq%trimEvery == 0 {
-		_, err = s.exec(ctx, tx, s.d.q.trimChanges, seq-keptChanges)
+		_, err = s.exec(ctx, tx, trimChanges, seq-keptChanges)
 	}
 	return err
 }
@@ -343,7 +253,7 @@ func (s *Store) Changes(ctx context.Context, since int64) (tokens.Changes, error
 }
 
 func (s *Store) changes(ctx context.Context, since int64) (tokens.Changes, error) {
-	rows, err := s.query(ctx, nil, s.d.q.selectChanges, since)
+	rows, err := s.query(ctx, nil, selectChanges, since)
 	if err != nil {
 		return tokens.Changes{}, err
 	}

@@ -22,52 +22,17 @@ import (
 	"github.com/keyrenew/tokens/store/storetest"
 )
 
-// A backend makes empty databases of one kind.
-type backend struct {
-	name   string
-	driver string
-	// available skips (in CI: fails) t when the backend cannot run.
-	available func(t *testing.T)
-	// newDSN makes an empty database, dropped when t ends, and returns
-	// its data source name.
-	newDSN func(t *testing.T) string
-}
+// backends are the databases the store supports, each opened every way
+// the store must work with.
+var backends = testenv.SQLBackends
 
-var backends = []backend{
-	{
-		name:      "sqlite",
-		driver:    "sqlite3",
-		available: func(*testing.T) {},
-		newDSN:    sqliteDSN("_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate"),
-	},
-	{
-		// Deferred transactions: the store must not depend on
-		// _txlock=immediate. Foreign keys on: nor on their being off.
-		name:      "sqlite_deferred_foreign_keys",
-		driver:    "sqlite3",
-		available: func(*testing.T) {},
-		newDSN:    sqliteDSN("_busy_timeout=10000&_journal_mode=WAL&_foreign_keys=on"),
-	},
-	{
-		name:      "postgres_lib_pq",
-		driver:    "postgres",
-		available: func(t *testing.T) { testenv.Postgres(t) },
-		newDSN:    postgresDSN,
-	},
-	{
-		name:      "postgres_pgx",
-		driver:    "pgx",
-		available: func(t *testing.T) { testenv.Postgres(t) },
-		newDSN:    postgresDSN,
-	},
-}
+type backend = testenv.SQLBackend
 
 func TestStore(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			b.available(t)
+		t.Run(b.Name, func(t *testing.T) {
 			storetest.Run(t, func(t *testing.T) tokens.Store {
-				return migrated(t, open(t, b.driver, b.newDSN(t)))
+				return migrated(t, open(t, b.Driver, b.NewDSN(t)))
 			})
 		})
 	}
@@ -75,14 +40,13 @@ func TestStore(t *testing.T) {
 
 func TestMigrateIsIdempotent(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			b.available(t)
-			db := open(t, b.driver, b.newDSN(t))
+		t.Run(b.Name, func(t *testing.T) {
+			db := open(t, b.Driver, b.NewDSN(t))
 			st := newStore(t, db)
 			for range 3 {
 				require.NoError(t, st.Migrate(t.Context()))
 			}
-			requireSchemaVersions(t, db, 1, 2)
+			requireSchemaVersions(t, db, 1, 2, 3)
 			requireWorks(t, st)
 		})
 	}
@@ -91,12 +55,11 @@ func TestMigrateIsIdempotent(t *testing.T) {
 func TestMigrateConcurrently(t *testing.T) {
 	const processes = 4
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			b.available(t)
-			dsn := b.newDSN(t)
+		t.Run(b.Name, func(t *testing.T) {
+			dsn := b.NewDSN(t)
 			stores := make([]*sqlstore.Store, processes)
 			for i := range stores {
-				stores[i] = newStore(t, open(t, b.driver, dsn))
+				stores[i] = newStore(t, open(t, b.Driver, dsn))
 			}
 			errs := make(chan error, processes)
 			start := make(chan struct{})
@@ -110,7 +73,7 @@ func TestMigrateConcurrently(t *testing.T) {
 			for range processes {
 				require.NoError(t, <-errs)
 			}
-			requireSchemaVersions(t, open(t, b.driver, dsn), 1, 2)
+			requireSchemaVersions(t, open(t, b.Driver, dsn), 1, 2, 3)
 			for _, st := range stores {
 				requireWorks(t, st)
 			}
@@ -120,9 +83,8 @@ func TestMigrateConcurrently(t *testing.T) {
 
 func TestPreparesOnFirstUseAfterMigrate(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			b.available(t)
-			st := newStore(t, open(t, b.driver, b.newDSN(t)))
+		t.Run(b.Name, func(t *testing.T) {
+			st := newStore(t, open(t, b.Driver, b.NewDSN(t)))
 			_, err := st.Key(t.Context(), "k1")
 			require.Error(t, err, "no table before Migrate")
 			require.NotErrorIs(t, err, tokens.ErrKeyNotFound)
@@ -134,9 +96,8 @@ func TestPreparesOnFirstUseAfterMigrate(t *testing.T) {
 
 func TestTruncatesTimesToMicroseconds(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			b.available(t)
-			st := migrated(t, open(t, b.driver, b.newDSN(t)))
+		t.Run(b.Name, func(t *testing.T) {
+			st := migrated(t, open(t, b.Driver, b.NewDSN(t)))
 			rec := storetest.NewRecord("k1")
 			rec.CreatedAt = time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
 			rec.Current.LastUsedAt = time.Date(2026, 1, 2, 3, 4, 5, 999999999, time.UTC)
@@ -159,9 +120,8 @@ func TestTruncatesTimesToMicroseconds(t *testing.T) {
 
 func TestErrorsHideDigests(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
-			b.available(t)
-			st := migrated(t, open(t, b.driver, b.newDSN(t)))
+		t.Run(b.Name, func(t *testing.T) {
+			st := migrated(t, open(t, b.Driver, b.NewDSN(t)))
 			first := storetest.NewRecord("k1")
 			require.NoError(t, st.InsertKey(t.Context(), &first))
 			second := storetest.NewRecord("k2")
@@ -188,18 +148,6 @@ func TestNewRefusesUnknownDriver(t *testing.T) {
 	}
 	_, err = sqlstore.New(nil)
 	require.Error(t, err)
-}
-
-func sqliteDSN(params string) func(t *testing.T) string {
-	return func(t *testing.T) string {
-		return "file:" + filepath.Join(t.TempDir(), "tokens.db") + "?" + params
-	}
-}
-
-// postgresDSN makes a schema of its own for t, dropped when t ends, and
-// returns TOKENS_TEST_POSTGRES with search_path set to it.
-func postgresDSN(t *testing.T) string {
-	return testenv.PostgresSchema(t)
 }
 
 // open opens a handle to dsn, closed when t ends.
@@ -244,4 +192,34 @@ func requireWorks(t *testing.T, st *sqlstore.Store) {
 	got, err := st.Key(t.Context(), rec.ID)
 	require.NoError(t, err)
 	require.Equal(t, rec.Name, got.Name)
+}
+
+// TestKeepsOldTokenExpiryAndLinkRevocation round-trips the times of R14
+// and R15 through the key's row, and their absence.
+func TestKeepsOldTokenExpiryAndLinkRevocation(t *testing.T) {
+	for _, b := range backends {
+		t.Run(b.Name, func(t *testing.T) {
+			st := migrated(t, open(t, b.Driver, b.NewDSN(t)))
+			rec := storetest.NewRecord("k1")
+			rec.HasOld = true
+			rec.Old = tokens.TokenRecord{
+				Digest:    storetest.DigestOf("k1/token/0"),
+				CreatedAt: storetest.T0.Add(-time.Hour),
+				ExpiresAt: storetest.T0.Add(7 * 24 * time.Hour),
+			}
+			rec.Link.Sealed = nil
+			rec.Link.RevokedAt = storetest.T0.Add(time.Minute)
+			require.NoError(t, st.InsertKey(t.Context(), &rec))
+			got, err := st.Key(t.Context(), "k1")
+			require.NoError(t, err)
+			require.Equal(t, rec, got)
+
+			rec.Old.ExpiresAt = time.Time{}
+			rec.Link.RevokedAt = time.Time{}
+			require.NoError(t, st.UpdateKey(t.Context(), &rec))
+			got, err = st.Key(t.Context(), "k1")
+			require.NoError(t, err)
+			require.Equal(t, rec, got)
+		})
+	}
 }

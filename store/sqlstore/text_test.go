@@ -13,7 +13,7 @@ import (
 // ErrInvalidKeySpec, as memstore does, before any query.
 func TestS9_KeysRefusesAnInvalidAccountOnEveryBackend(t *testing.T) {
 	for _, b := range backends {
-		t.Run(b.name, func(t *testing.T) {
+		t.Run(b.Name, func(t *testing.T) {
 			c := newCluster(t, b, 1)
 			m := c.inst[0].m
 			for _, account := range []string{"ac\x00me", "\xc3\x28", "acme\u202e", "acme\x1b[2J"} {

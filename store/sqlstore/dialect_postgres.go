@@ -1,0 +1,102 @@
+package sqlstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"database/sql"
+)
+
+// postgres is the dialect of PostgreSQL, through lib/pq or pgx: $n
+// placeholders, timestamptz times, row locks.
+//
+// Every write of a key is one statement on its row, so a transaction
+// locks that row first and the change counter's row last (logChange):
+// writers never wait for each other in a cycle.
+type postgres struct{}
+
+func (postgres) name() string { return "postgres" }
+
+func (postgres) query(id stmtID) string { return postgresQueries[id] }
+
+func (postgres) time(t time.Time) any { return t.UTC().Truncate(time.Microsecond) }
+
+// isUniqueViolation: lib/pq and pgx report the SQLSTATE through a method,
+// so neither driver is imported.
+func (postgres) isUniqueViolation(err error) bool {
+	var coded interface{ SQLState() string }
+	return errors.As(err, &coded) && coded.SQLState() == "23505"
+}
+
+// inMigrationTx serialises migrations of the whole database with a
+// transaction-scoped advisory lock, whose number is an arbitrary constant
+// owned by this package.
+func (postgres) inMigrationTx(ctx context.Context, s *Store, fn func(tx execQuerier) error) error {
+	return s.inUnpreparedTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7386409271203512391)`); err != nil {
+			return err
+		}
+		return fn(tx)
+	})
+}
+
+func (postgres) migrationStatements() migrationStatements {
+	return migrationStatements{
+		create: `CREATE TABLE IF NOT EXISTS tokens_schema_migrations (
+			version integer PRIMARY KEY,
+			name    text    NOT NULL
+		)`,
+		selectVersions: `SELECT version FROM tokens_schema_migrations`,
+		insert:         `INSERT INTO tokens_schema_migrations (version, name) VALUES ($1, $2)`,
+	}
+}
+
+const postgresKeyColumns = `SELECT id, account, name, active, created_at, version,
+	current_digest, current_created_at, current_last_used_at,
+	old_digest, old_created_at, old_last_used_at, old_expires_at,
+	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at
+FROM tokens_keys`
+
+var postgresQueries = [numStmts]string{
+	selectKey:       postgresKeyColumns + ` WHERE id = $1`,
+	selectKeyByLink: postgresKeyColumns + ` WHERE link_digest = $1`,
+	selectKeys:      postgresKeyColumns + ` WHERE account = $1 ORDER BY created_at, id`,
+	keyExists:       `SELECT 1 FROM tokens_keys WHERE id = $1`,
+
+	insertKey: `INSERT INTO tokens_keys (id, account, name, active, created_at, version,
+	current_digest, current_created_at, current_last_used_at,
+	old_digest, old_created_at, old_last_used_at, old_expires_at,
+	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at)
+VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+	updateKey: `UPDATE tokens_keys SET name = $1, active = $2, version = version + 1,
+	current_digest = $3, current_created_at = $4, current_last_used_at = $5,
+	old_digest = $6, old_created_at = $7, old_last_used_at = $8, old_expires_at = $9,
+	link_digest = $10, link_sealed = $11, link_created_at = $12, link_expires_at = $13,
+	link_redeemed_at = $14, link_revoked_at = $15
+WHERE id = $16 AND version = $17`,
+	deleteKey: `DELETE FROM tokens_keys WHERE id = $1`,
+
+	// $1 key, $2 token digest, $3 time of use, $4 stale before.
+	recordUse: `UPDATE tokens_keys SET
+	current_last_used_at = CASE WHEN current_digest = $2 THEN $3::timestamptz ELSE current_last_used_at END,
+	old_last_used_at = CASE WHEN old_digest = $2 THEN $3::timestamptz ELSE old_last_used_at END,
+	version = version + 1
+WHERE id = $1 AND (
+	(current_digest = $2 AND (current_last_used_at IS NULL OR current_last_used_at <= $4)) OR
+	(old_digest = $2 AND (old_last_used_at IS NULL OR old_last_used_at <= $4)))`,
+
+	expiredLinks: `SELECT id FROM tokens_keys
+WHERE link_redeemed_at IS NULL AND link_sealed IS NOT NULL AND link_expires_at <= $1
+ORDER BY link_expires_at, id
+LIMIT $2`,
+
+	countChange:  `UPDATE tokens_change_counter SET seq = seq + 1 RETURNING seq`,
+	insertChange: `INSERT INTO tokens_changes (seq, key_id) VALUES ($1, $2)`,
+	trimChanges:  `DELETE FROM tokens_changes WHERE seq <= $1`,
+	// One statement, so that the counter and the changes come from one
+	// snapshot.
+	selectChanges: `SELECT c.seq, ch.key_id
+FROM tokens_change_counter c
+LEFT JOIN tokens_changes ch ON ch.seq > $1 AND ch.seq <= c.seq`,
+}

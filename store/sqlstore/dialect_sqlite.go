@@ -1,0 +1,146 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// sqlite is the dialect of SQLite through mattn/go-sqlite3: ? and ?NNN
+// placeholders, times as INTEGER Unix microseconds, one writer at a time.
+//
+// Every parameter compared in a WHERE clause is wrapped in a CAST to the
+// column's type. A bare parameter that the planner looks at (to test a
+// partial index, or an index it does not use whole) marks the statement
+// "re-prepare when rebound", and mattn/go-sqlite3 clears the bindings
+// before every execution, which expires such a statement: each execution
+// re-parsed and re-planned it, 5-10x the cost of the look-up. A CAST is
+// not a bare parameter, and the indexes are used the same way
+// (TestSQLiteLookupsAreNotReprepared).
+type sqlite struct{}
+
+func (sqlite) name() string { return "sqlite" }
+
+func (sqlite) query(id stmtID) string { return sqliteQueries[id] }
+
+func (sqlite) time(t time.Time) any { return t.UnixMicro() }
+
+// isUniqueViolation: mattn/go-sqlite3 reports the constraint only in its
+// message and in fields of a type this package cannot name without
+// importing the driver.
+func (sqlite) isUniqueViolation(err error) bool {
+	return strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+// inMigrationTx takes the write lock at once (BEGIN IMMEDIATE), whatever
+// the DSN's _txlock: a deferred transaction that reads first could fail
+// to upgrade its lock when another process migrates concurrently.
+func (sqlite) inMigrationTx(ctx context.Context, s *Store, fn func(tx execQuerier) error) error {
+	conn, err := sqliteConn(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return err
+	}
+	err = fn(conn)
+	if err == nil {
+		_, err = conn.ExecContext(ctx, "COMMIT")
+	}
+	if err != nil {
+		if _, rbErr := conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK"); rbErr != nil {
+			// Still inside the transaction, maybe: discard the
+			// connection rather than return it to the pool.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		return err
+	}
+	return nil
+}
+
+func (sqlite) migrationStatements() migrationStatements {
+	return migrationStatements{
+		create: `CREATE TABLE IF NOT EXISTS tokens_schema_migrations (
+			version INTEGER NOT NULL PRIMARY KEY,
+			name    TEXT    NOT NULL
+		) STRICT`,
+		selectVersions: `SELECT version FROM tokens_schema_migrations`,
+		insert:         `INSERT INTO tokens_schema_migrations (version, name) VALUES (?, ?)`,
+	}
+}
+
+// sqliteConn connects to SQLite for a migration. Processes that open a
+// brand-new file at once race to switch it to WAL, and SQLite answers the
+// losers "database is locked" at once, without waiting for the busy
+// timeout; so a connection that fails that way is retried for a few
+// seconds. This is the one wait in the package, and it reads no time.
+func sqliteConn(ctx context.Context, db *sqlx.DB) (*sql.Conn, error) {
+	const attempts = 60
+	for attempt := 1; ; attempt++ {
+		conn, err := db.Conn(ctx)
+		if err == nil || attempt == attempts || !strings.Contains(err.Error(), "database is locked") {
+			return conn, err
+		}
+		wait := time.NewTimer(time.Duration(attempt) * 2 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			wait.Stop()
+			return nil, ctx.Err()
+		case <-wait.C:
+		}
+	}
+}
+
+const sqliteKeyColumns = `SELECT id, account, name, active, created_at, version,
+	current_digest, current_created_at, current_last_used_at,
+	old_digest, old_created_at, old_last_used_at, old_expires_at,
+	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at
+FROM tokens_keys`
+
+var sqliteQueries = [numStmts]string{
+	selectKey:       sqliteKeyColumns + ` WHERE id = CAST(? AS TEXT)`,
+	selectKeyByLink: sqliteKeyColumns + ` WHERE link_digest = CAST(? AS BLOB)`,
+	selectKeys:      sqliteKeyColumns + ` WHERE account = CAST(? AS TEXT) ORDER BY created_at, id`,
+	keyExists:       `SELECT 1 FROM tokens_keys WHERE id = CAST(? AS TEXT)`,
+
+	insertKey: `INSERT INTO tokens_keys (id, account, name, active, created_at, version,
+	current_digest, current_created_at, current_last_used_at,
+	old_digest, old_created_at, old_last_used_at, old_expires_at,
+	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at)
+VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	updateKey: `UPDATE tokens_keys SET name = ?1, active = ?2, version = version + 1,
+	current_digest = ?3, current_created_at = ?4, current_last_used_at = ?5,
+	old_digest = ?6, old_created_at = ?7, old_last_used_at = ?8, old_expires_at = ?9,
+	link_digest = ?10, link_sealed = ?11, link_created_at = ?12, link_expires_at = ?13,
+	link_redeemed_at = ?14, link_revoked_at = ?15
+WHERE id = CAST(?16 AS TEXT) AND version = CAST(?17 AS INTEGER)`,
+	deleteKey: `DELETE FROM tokens_keys WHERE id = CAST(? AS TEXT)`,
+
+	// ?1 key, ?2 token digest, ?3 time of use, ?4 stale before.
+	recordUse: `UPDATE tokens_keys SET
+	current_last_used_at = CASE WHEN current_digest = CAST(?2 AS BLOB) THEN ?3 ELSE current_last_used_at END,
+	old_last_used_at = CASE WHEN old_digest = CAST(?2 AS BLOB) THEN ?3 ELSE old_last_used_at END,
+	version = version + 1
+WHERE id = CAST(?1 AS TEXT) AND (
+	(current_digest = CAST(?2 AS BLOB) AND (current_last_used_at IS NULL OR current_last_used_at <= CAST(?4 AS INTEGER))) OR
+	(old_digest = CAST(?2 AS BLOB) AND (old_last_used_at IS NULL OR old_last_used_at <= CAST(?4 AS INTEGER))))`,
+
+	expiredLinks: `SELECT id FROM tokens_keys
+WHERE link_redeemed_at IS NULL AND link_sealed IS NOT NULL AND link_expires_at <= CAST(? AS INTEGER)
+ORDER BY link_expires_at, id
+LIMIT ?`,
+
+	countChange:  `UPDATE tokens_change_counter SET seq = seq + 1 RETURNING seq`,
+	insertChange: `INSERT INTO tokens_changes (seq, key_id) VALUES (?, ?)`,
+	trimChanges:  `DELETE FROM tokens_changes WHERE seq <= CAST(? AS INTEGER)`,
+	// One statement, so that the counter and the changes come from one
+	// snapshot.
+	selectChanges: `SELECT c.seq, ch.key_id
+FROM tokens_change_counter c
+LEFT JOIN tokens_changes ch ON ch.seq > CAST(? AS INTEGER) AND ch.seq <= c.seq`,
+}
