@@ -42,6 +42,15 @@ var (
 	// checksum is wrong, so it was rejected without reading the store. It
 	// is also an ErrInvalidCredentials.
 	ErrMalformedToken = fmt.Errorf("%w: malformed token", ErrInvalidCredentials)
+	// ErrTokenRevoked means the token was the key's until it was deleted
+	// (DeleteOld, DeleteNow, a discard of an unseen token, Undo, a
+	// scheduled end), within WithRevokedTokenRetention (R16): an
+	// integration still uses a deleted token. It is also an
+	// ErrInvalidCredentials.
+	ErrTokenRevoked = fmt.Errorf("%w: token revoked", ErrInvalidCredentials)
+	// ErrInvalidCursor means EventQuery.After is not a Cursor of the
+	// audit trail.
+	ErrInvalidCursor = errors.New("tokens: invalid event cursor")
 	// ErrKeyInactive means the token is right but the key is deactivated (R9).
 	ErrKeyInactive = errors.New("tokens: key inactive")
 

@@ -94,7 +94,7 @@ func Example() {
 	// old token works: true new token works: true
 	// alert: none old token last used: 2025-04-15T09:00:00Z
 	// renew again: tokens: old token pending: delete it or undo the renewal first
-	// old token: tokens: invalid credentials
+	// old token: tokens: invalid credentials: token revoked
 	// new token: <nil>
 }
 
@@ -149,7 +149,7 @@ func ExampleManager_Undo() {
 
 	// Output:
 	// old token: <nil>
-	// undone token: tokens: invalid credentials
+	// undone token: tokens: invalid credentials: token revoked
 	// renewal link: tokens: share link not found
 	// current token created: 2025-03-03T08:30:00Z
 	// undo again: tokens: nothing to undo: the key has no old token
@@ -192,7 +192,7 @@ func ExampleManager_Renew_deleteNow() {
 
 	// Output:
 	// renew before the link is opened: tokens: renewal pending: the latest share link has not been redeemed or expired
-	// leaked token: tokens: invalid credentials
+	// leaked token: tokens: invalid credentials: token revoked
 	// new link expires: 2025-06-02T12:00:00Z
 }
 

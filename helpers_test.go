@@ -153,11 +153,11 @@ func (s *countingStore) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) er
 	return s.Store.UpdateKey(ctx, rec)
 }
 
-func (s *countingStore) DeleteKey(ctx context.Context, id string) error {
+func (s *countingStore) DeleteKey(ctx context.Context, id string, ev *tokens.Event) error {
 	if err := s.write(); err != nil {
 		return err
 	}
-	return s.Store.DeleteKey(ctx, id)
+	return s.Store.DeleteKey(ctx, id, ev)
 }
 
 func (s *countingStore) RecordUse(ctx context.Context, id string, token tokens.Digest, at, staleBefore time.Time) error {

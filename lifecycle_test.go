@@ -1,12 +1,14 @@
 package tokens_test
 
 import (
+	"crypto/sha256"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/keyrenew/tokens"
+	"github.com/keyrenew/tokens/store/memstore"
 )
 
 // renewWithTTL renews id with DeleteLater and a scheduled end of the old
@@ -19,7 +21,7 @@ func (f *fixture) renewWithTTL(id string, ttl time.Duration) *tokens.ShareLink {
 }
 
 func TestR14_OldTokenEndsOnScheduleWithNoCall(t *testing.T) {
-	f := newFixture(t)
+	f := newFixture(t, tokens.WithRevokedTokenRetention(0)) // R16 would record the refused use
 	old := f.issued()
 	renewedAt := f.now()
 	renewed := f.redeem(f.renewWithTTL(old.KeyID, time.Hour))
@@ -197,4 +199,285 @@ func TestR15_ConcurrentRevokeAndRedeemHaveOneWinner(t *testing.T) {
 			t.Fatalf("neither won: %v, %v", revokeErr, redeemErr)
 		}
 	}
+}
+
+// deletions are the ways a token stops verifying because it is deleted
+// (R16), each returning the key and the deleted token.
+var deletions = []struct {
+	name   string
+	delete func(t *testing.T, f *fixture) (keyID, token string)
+}{
+	{"DeleteOld", func(t *testing.T, f *fixture) (string, string) {
+		old := f.issued()
+		f.redeem(f.renew(old.KeyID, tokens.DeleteLater))
+		require.NoError(t, f.m.DeleteOld(f.ctx, old.KeyID))
+		return old.KeyID, old.Token
+	}},
+	{"DeleteNow", func(t *testing.T, f *fixture) (string, string) {
+		old := f.issued()
+		f.renew(old.KeyID, tokens.DeleteNow)
+		return old.KeyID, old.Token
+	}},
+	{"R4Discard", func(t *testing.T, f *fixture) (string, string) {
+		key, link := f.create("acme", "never opened")
+		unseen := f.peek(key.ID, link)
+		f.clk.Add(tokens.DefaultLinkTTL)
+		f.renew(key.ID, tokens.DeleteLater)
+		return key.ID, unseen
+	}},
+	{"Undo", func(t *testing.T, f *fixture) (string, string) {
+		old := f.issued()
+		renewed := f.redeem(f.renew(old.KeyID, tokens.DeleteLater))
+		require.NoError(t, f.m.Undo(f.ctx, old.KeyID))
+		return old.KeyID, renewed.Token
+	}},
+	{"R14End", func(t *testing.T, f *fixture) (string, string) {
+		old := f.issued()
+		f.redeem(f.renewWithTTL(old.KeyID, time.Hour))
+		f.clk.Add(time.Hour)
+		return old.KeyID, old.Token
+	}},
+}
+
+func TestR16_DeletedTokensAreRecognisedAndTheirUseRecorded(t *testing.T) {
+	for _, d := range deletions {
+		t.Run(d.name, func(t *testing.T) {
+			f := newFixture(t)
+			keyID, token := d.delete(t, f)
+			require.True(t, f.key(keyID).RevokedTokenUsedAt.IsZero())
+
+			_, err := f.m.Verify(f.ctx, keyID, token)
+			require.ErrorIs(t, err, tokens.ErrTokenRevoked)
+			require.ErrorIs(t, err, tokens.ErrInvalidCredentials)
+			first := f.now()
+			requireTime(t, first, f.key(keyID).RevokedTokenUsedAt, "revoked token use")
+
+			f.clk.Add(30 * time.Second)
+			_, err = f.m.Verify(f.ctx, keyID, token)
+			require.ErrorIs(t, err, tokens.ErrTokenRevoked)
+			requireTime(t, first, f.key(keyID).RevokedTokenUsedAt, "written again within the minute")
+			f.clk.Add(30 * time.Second)
+			_, err = f.m.Verify(f.ctx, keyID, token)
+			require.ErrorIs(t, err, tokens.ErrTokenRevoked)
+			requireTime(t, f.now(), f.key(keyID).RevokedTokenUsedAt, "use a minute later")
+
+			used, err := f.m.Events(f.ctx, tokens.EventQuery{KeyID: keyID})
+			require.NoError(t, err)
+			n := 0
+			for _, e := range used {
+				if e.Type == tokens.EventRevokedTokenUsed {
+					n++
+				}
+			}
+			require.Equal(t, 2, n, "one event per recorded use")
+		})
+	}
+}
+
+func TestR16_OtherRefusalsAreNotRevocations(t *testing.T) {
+	f := newFixture(t)
+	creds := f.issued()
+	other := f.issued()
+	_, err := f.m.Verify(f.ctx, creds.KeyID, other.Token)
+	require.ErrorIs(t, err, tokens.ErrInvalidCredentials)
+	require.NotErrorIs(t, err, tokens.ErrTokenRevoked)
+
+	// A deleted token presented with another key's ID is not that key's.
+	keyID, token := deletions[0].delete(t, f)
+	_, err = f.m.Verify(f.ctx, creds.KeyID, token)
+	require.NotErrorIs(t, err, tokens.ErrTokenRevoked)
+	require.True(t, f.key(creds.KeyID).RevokedTokenUsedAt.IsZero())
+
+	// DeleteKey forgets them.
+	require.NoError(t, f.m.DeleteKey(f.ctx, keyID))
+	_, err = f.m.Verify(f.ctx, keyID, token)
+	require.ErrorIs(t, err, tokens.ErrInvalidCredentials)
+	require.NotErrorIs(t, err, tokens.ErrTokenRevoked)
+}
+
+func TestR16_RetentionBoundsTheMemory(t *testing.T) {
+	f := newFixture(t, tokens.WithRevokedTokenRetention(48*time.Hour))
+	keyID, token := deletions[0].delete(t, f)
+	digest := sha256.Sum256([]byte(token))
+	_, ok, err := f.mem.RevokedToken(f.ctx, keyID, digest)
+	require.NoError(t, err)
+	require.False(t, ok, "the store keeps the deleted token's own digest")
+
+	f.clk.Add(48*time.Hour - time.Microsecond)
+	_, err = f.m.Verify(f.ctx, keyID, token)
+	require.ErrorIs(t, err, tokens.ErrTokenRevoked)
+	f.clk.Add(time.Microsecond)
+	_, err = f.m.Verify(f.ctx, keyID, token)
+	require.NotErrorIs(t, err, tokens.ErrTokenRevoked, "recognised past the retention")
+
+	_, err = f.m.PurgeExpired(f.ctx)
+	require.NoError(t, err)
+	n, err := f.mem.PurgeRevoked(f.ctx, f.now())
+	require.NoError(t, err)
+	require.Zero(t, n, "PurgeExpired left a token older than the retention")
+}
+
+func TestR16_RetentionZeroTurnsItOff(t *testing.T) {
+	f := newFixture(t, tokens.WithRevokedTokenRetention(0))
+	keyID, token := deletions[0].delete(t, f)
+	_, err := f.m.Verify(f.ctx, keyID, token)
+	require.ErrorIs(t, err, tokens.ErrInvalidCredentials)
+	require.NotErrorIs(t, err, tokens.ErrTokenRevoked)
+	n, err := f.mem.PurgeRevoked(f.ctx, f.now().Add(time.Hour))
+	require.NoError(t, err)
+	require.Zero(t, n, "a deleted token was remembered with retention 0")
+
+	_, err = tokens.NewManager(memstore.New(), tokens.WithShareBaseURL(testBase), tokens.WithRevokedTokenRetention(-time.Second))
+	require.ErrorIs(t, err, tokens.ErrInvalidOption)
+}
+
+func TestR17_EveryChangeAppendsOneEventWithItsActor(t *testing.T) {
+	f := newFixture(t)
+	ctx := tokens.WithActor(f.ctx, "ops@example.com")
+	key, link, err := f.m.CreateKey(ctx, tokens.KeySpec{Account: "acme", Name: "erp-sync"})
+	require.NoError(t, err)
+	_, err = f.m.RedeemLink(ctx, link.URL)
+	require.NoError(t, err)
+	renewal, err := f.m.Renew(ctx, key.ID, tokens.RenewOptions{OldToken: tokens.DeleteLater, OldTokenTTL: 7 * 24 * time.Hour})
+	require.NoError(t, err)
+	require.NoError(t, f.m.RevokeLink(ctx, key.ID))
+	_, err = f.m.Renew(ctx, key.ID, tokens.RenewOptions{})
+	require.NoError(t, err)
+	require.NoError(t, f.m.Undo(ctx, key.ID))
+	require.NoError(t, f.m.Deactivate(ctx, key.ID))
+	require.NoError(t, f.m.Activate(ctx, key.ID))
+	_, err = f.m.Renew(ctx, key.ID, tokens.RenewOptions{OldToken: tokens.DeleteLater})
+	require.NoError(t, err)
+	require.NoError(t, f.m.DeleteOld(ctx, key.ID))
+	require.NoError(t, f.m.DeleteKey(ctx, key.ID))
+	_ = renewal
+
+	// Refused and unchanged calls append nothing.
+	require.ErrorIs(t, f.m.DeleteOld(ctx, key.ID), tokens.ErrKeyNotFound)
+	other := f.issued()
+	require.NoError(t, f.m.Activate(ctx, other.KeyID)) // already active: no change
+
+	got, err := f.m.Events(f.ctx, tokens.EventQuery{KeyID: key.ID})
+	require.NoError(t, err)
+	require.Equal(t, []tokens.EventType{
+		tokens.EventKeyCreated, tokens.EventLinkRedeemed, tokens.EventTokenRenewed, tokens.EventLinkRevoked,
+		tokens.EventTokenRenewed, tokens.EventRenewalUndone, tokens.EventKeyDeactivated, tokens.EventKeyActivated,
+		tokens.EventTokenRenewed, tokens.EventOldTokenDeleted, tokens.EventKeyDeleted,
+	}, eventTypes(got))
+	for _, e := range got {
+		require.Equal(t, "ops@example.com", e.Actor)
+		require.Equal(t, key.ID, e.KeyID)
+		require.Equal(t, "acme", e.Account)
+		requireTime(t, f.now(), e.At, string(e.Type))
+	}
+	require.Equal(t, tokens.DeleteLater, got[2].Policy)
+	require.Equal(t, 7*24*time.Hour, got[2].OldTokenTTL)
+	others, err := f.m.Events(f.ctx, tokens.EventQuery{KeyID: other.KeyID})
+	require.NoError(t, err)
+	require.Equal(t, []tokens.EventType{tokens.EventKeyCreated, tokens.EventLinkRedeemed}, eventTypes(others))
+	require.Empty(t, others[0].Actor, "an actor without WithActor")
+}
+
+func TestR17_ActorAndQueryAreChecked(t *testing.T) {
+	f := newFixture(t)
+	creds := f.issued()
+	f.store.reset()
+	bad := tokens.WithActor(f.ctx, "ops\x1b[2J")
+	_, _, err := f.m.CreateKey(bad, tokens.KeySpec{Account: "acme", Name: "x"})
+	require.ErrorIs(t, err, tokens.ErrInvalidOption)
+	require.ErrorIs(t, f.m.Deactivate(bad, creds.KeyID), tokens.ErrInvalidOption)
+	require.ErrorIs(t, f.m.DeleteKey(bad, creds.KeyID), tokens.ErrInvalidOption)
+	require.Zero(t, f.store.writes.Load(), "a call with a bad actor wrote")
+
+	for name, q := range map[string]tokens.EventQuery{
+		"negative limit": {Limit: -1},
+		"limit too big":  {Limit: tokens.MaxEventPage + 1},
+	} {
+		_, err := f.m.Events(f.ctx, q)
+		require.ErrorIs(t, err, tokens.ErrInvalidOption, name)
+	}
+	_, err = f.m.Events(f.ctx, tokens.EventQuery{Account: "ac\x00me"})
+	require.ErrorIs(t, err, tokens.ErrInvalidKeySpec)
+	_, err = f.m.Events(f.ctx, tokens.EventQuery{After: "nope"})
+	require.ErrorIs(t, err, tokens.ErrInvalidCursor)
+}
+
+// TestR17_ATailerFollowingCursorsSeesEveryEventOnce runs writers on many
+// Managers sharing a store while a reader follows cursors: at the end what
+// it read is the whole trail, in order, with no gap and no repeat.
+func TestR17_ATailerFollowingCursorsSeesEveryEventOnce(t *testing.T) {
+	f := newFixture(t)
+	const writers, rounds = 4, 15
+	done := make(chan struct{})
+	tailed := make(chan []tokens.Event, 1)
+	go func() {
+		var seen []tokens.Event
+		after := ""
+		for finished := false; ; {
+			select {
+			case <-done:
+				finished = true
+			default:
+			}
+			page, err := f.m.Events(f.ctx, tokens.EventQuery{After: after, Limit: 7})
+			if err != nil {
+				tailed <- nil
+				return
+			}
+			seen = append(seen, page...)
+			if len(page) > 0 {
+				after = page[len(page)-1].Cursor
+			} else if finished {
+				tailed <- seen
+				return
+			}
+		}
+	}()
+	errs := collect(writers, func(i int) error {
+		m := f.manager()
+		for range rounds {
+			key, link, err := m.CreateKey(f.ctx, tokens.KeySpec{Account: "acme", Name: "tail"})
+			if err != nil {
+				return err
+			}
+			if _, err := m.RedeemLink(f.ctx, link.URL); err != nil {
+				return err
+			}
+			if err := m.DeleteKey(f.ctx, key.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	close(done)
+	for _, err := range errs {
+		require.NoError(t, err)
+	}
+	seen := <-tailed
+	all, err := f.m.Events(f.ctx, tokens.EventQuery{Limit: tokens.MaxEventPage})
+	require.NoError(t, err)
+	require.Len(t, all, 3*writers*rounds)
+	require.Equal(t, all, seen)
+}
+
+func TestR17_PurgeEventsKeepsTheRecentOnes(t *testing.T) {
+	f := newFixture(t)
+	f.issued()
+	f.clk.Add(48 * time.Hour)
+	recent := f.issued()
+	n, err := f.m.PurgeEvents(f.ctx, 24*time.Hour)
+	require.NoError(t, err)
+	require.Equal(t, 2, n)
+	got, err := f.m.Events(f.ctx, tokens.EventQuery{})
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.Equal(t, recent.KeyID, got[0].KeyID)
+}
+
+func eventTypes(events []tokens.Event) []tokens.EventType {
+	out := []tokens.EventType{}
+	for _, e := range events {
+		out = append(out, e.Type)
+	}
+	return out
 }

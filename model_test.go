@@ -23,9 +23,9 @@ import (
 
 // TestModel runs random sequences of operations against a Manager on
 // memstore with a mock clock and, after every step, compares everything the
-// public API shows with a small reference model written from SPEC.md (R1-R11),
-// not from the implementation. A failure prints the seed, a replay command
-// and the last operations.
+// public API shows with a small reference model written from SPEC.md (R1-R11,
+// R14-R17), not from the implementation. A failure prints the seed, a replay
+// command and the last operations.
 //
 //	go test -race -count=1 -run TestModel .                          # 10 seeds x 600 steps
 //	go test -count=1 -run TestModel . -model.seed=7 -model.steps=900  # replay one seed
@@ -132,6 +132,23 @@ func runModel(t *testing.T, seed uint64, steps int, cover *modelCoverage, newSto
 		r.ttl = []time.Duration{90 * time.Minute, 24 * time.Hour, 72 * time.Hour}[rng.IntN(3)]
 		opts = append(opts, tokens.WithLinkTTL(r.ttl))
 	}
+	// R16: the default retention, reuse detection off, or a retention of
+	// days that the clock crosses, so that both sides of its end are seen.
+	r.retention = tokens.DefaultRevokedTokenRetention
+	switch rng.IntN(6) {
+	case 1:
+		opts = append(opts, tokens.WithRevokedTokenRetention(r.retention))
+	case 2:
+		r.retention = 0
+		opts = append(opts, tokens.WithRevokedTokenRetention(0))
+	case 3, 4, 5:
+		r.retention = []time.Duration{26 * time.Hour, 72 * time.Hour, 7 * 24 * time.Hour}[rng.IntN(3)]
+		opts = append(opts, tokens.WithRevokedTokenRetention(r.retention))
+	}
+	if rng.IntN(2) == 0 {
+		r.actor = "model admin"
+		r.ctx = tokens.WithActor(r.ctx, r.actor) // R17
+	}
 	r.store = newStore()
 	m, err := tokens.NewManager(r.store, opts...)
 	if err != nil {
@@ -168,6 +185,12 @@ type modelToken struct {
 	digest   tokens.Digest // what the store keeps of it, read when issued
 	created  time.Time
 	lastUsed time.Time
+	// revoked is when the token stopped verifying because it was deleted
+	// (R16), zero while it is current or old; ended says that it was its
+	// scheduled end as old token (R14).
+	revoked time.Time
+	ended   bool
+	why     string // what deleted it, for the coverage counts
 }
 
 type modelLink struct {
@@ -177,6 +200,7 @@ type modelLink struct {
 	token    *modelToken
 	expires  time.Time
 	redeemed bool
+	revoked  bool // by RevokeLink (R15)
 }
 
 type modelKey struct {
@@ -188,8 +212,21 @@ type modelKey struct {
 	cur             *modelToken
 	curSeen         bool // the current token's link was redeemed, or Undo restored it (R4, R5)
 	old             *modelToken
-	link            *modelLink // the latest link; nil once Undo revoked it
+	oldEnds         time.Time   // the old token's scheduled end (R14); zero if none
+	ended           *modelToken // the old token R14 ended, until the next Renew, Undo or DeleteOld
+	link            *modelLink  // the latest link; nil once Undo revoked it
 	tokens          []*modelToken
+	revokedUsed     time.Time          // Key.RevokedTokenUsedAt (R16)
+	events          []tokens.EventType // every event the key's changes appended (R17)
+}
+
+// modelEvent is an event the model expects a change to append (R17).
+type modelEvent struct {
+	key    *modelKey
+	typ    tokens.EventType
+	at     time.Time
+	policy tokens.OldTokenPolicy
+	ttl    time.Duration
 }
 
 type modelRun struct {
@@ -205,12 +242,17 @@ type modelRun struct {
 	start      time.Time
 	alertAfter int
 	ttl        time.Duration
-	light      bool // this step's sweep skips the tokens expected to verify
+	retention  time.Duration // of deleted tokens (R16); 0: off
+	actor      string        // WithActor of every call (R17); "" for none
+	light      bool          // this step's sweep skips the tokens expected to verify or be reported revoked
 
 	keys    []*modelKey
 	tokens  []*modelToken
 	links   []*modelLink
 	secrets map[string]*modelToken
+
+	events []modelEvent // appended since the last check (R17)
+	cursor string       // of the last event checked
 
 	log   [modelLogSize]string
 	cover map[string]int
@@ -227,7 +269,9 @@ func (r *modelRun) ops() []modelOp {
 		{1, r.opCreateInvalid},
 		{7, func() { r.opRenew(tokens.DeleteLater) }},
 		{5, func() { r.opRenew(tokens.DeleteNow) }},
+		{1, r.opRenewInvalid},
 		{12, r.opRedeem},
+		{2, r.opRevokeLink},
 		{4, r.opUndo},
 		{4, r.opDeleteOld},
 		{2, func() { r.opSetActive(true) }},
@@ -252,8 +296,8 @@ func (r *modelRun) at(t time.Time) string {
 
 func (r *modelRun) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "TestModel seed %d, step %d (alert after %d months, link TTL %v, start %s)\n",
-		r.seed, r.step, r.alertAfter, r.ttl, r.start.Format(time.RFC3339Nano))
+	fmt.Fprintf(&b, "TestModel seed %d, step %d (alert after %d months, link TTL %v, revoked tokens kept %v, actor %q, start %s)\n",
+		r.seed, r.step, r.alertAfter, r.ttl, r.retention, r.actor, r.start.Format(time.RFC3339Nano))
 	fmt.Fprintf(&b, "replay: go test -count=1 -run 'TestModel/seeds/seed=%d$' . -model.seed=%d -model.steps=%d\n",
 		r.seed, r.seed, r.step)
 	b.WriteString("last operations, oldest first:\n")
@@ -282,15 +326,24 @@ func (r *modelRun) failf(format string, args ...any) {
 
 // record logs the step's operation and counts its kind and outcome.
 func (r *modelRun) record(kind, op string, want error, detail string) {
-	outcome := "ok"
-	if want != nil {
-		outcome = strings.TrimPrefix(want.Error(), "tokens: ")
-		if i := strings.IndexByte(outcome, ':'); i >= 0 {
-			outcome = outcome[:i]
-		}
-	}
+	outcome := modelOutcome(want)
 	r.cover[kind+" -> "+outcome]++
 	r.log[r.step%modelLogSize] = fmt.Sprintf("#%d %s %s -> %s%s", r.step, r.at(r.now()), op, outcome, detail)
+}
+
+// modelOutcome names the outcome want for the log and coverage counts.
+func modelOutcome(want error) string {
+	if want == nil {
+		return "ok"
+	}
+	if want == tokens.ErrTokenRevoked {
+		return "token revoked"
+	}
+	outcome := strings.TrimPrefix(want.Error(), "tokens: ")
+	if i := strings.IndexByte(outcome, ':'); i >= 0 {
+		outcome = outcome[:i]
+	}
+	return outcome
 }
 
 func (r *modelRun) describe(k *modelKey) string {
@@ -307,8 +360,16 @@ func (r *modelRun) describe(k *modelKey) string {
 	}
 	if k.old != nil {
 		b.WriteString(" old=" + r.describeToken(k.old))
+		if !k.oldEnds.IsZero() {
+			b.WriteString(" ending " + r.at(k.oldEnds))
+		}
 	}
-	if l := k.link; l != nil {
+	if !k.revokedUsed.IsZero() {
+		b.WriteString(" revoked token used " + r.at(k.revokedUsed))
+	}
+	if l := k.link; l != nil && l.revoked {
+		fmt.Fprintf(&b, " link=l%d(revoked by RevokeLink)", l.n)
+	} else if l != nil {
 		fmt.Fprintf(&b, " link=l%d(%v, expires %s)", l.n, r.linkState(k, r.now()), r.at(l.expires))
 	} else {
 		b.WriteString(" link=revoked")
@@ -322,6 +383,9 @@ func (r *modelRun) describeToken(t *modelToken) string {
 	if t.secret == "" {
 		known = " unrevealed"
 	}
+	if !t.revoked.IsZero() {
+		known += " revoked " + r.at(t.revoked)
+	}
 	return fmt.Sprintf("t%d(created %s, used %s%s)", t.n, r.at(t.created), r.at(t.lastUsed), known)
 }
 
@@ -332,18 +396,19 @@ func (r *modelRun) renewWant(k *modelKey, now time.Time) error {
 	switch {
 	case k == nil || k.deleted:
 		return tokens.ErrKeyNotFound
-	case k.link != nil && !k.link.redeemed && now.Before(k.link.expires):
-		return tokens.ErrRenewalPending // R3
+	case k.link != nil && r.linkWant(k.link, now) == nil:
+		return tokens.ErrRenewalPending // R3; not after RevokeLink (R15)
 	case k.old != nil && k.curSeen:
 		return tokens.ErrOldTokenPending // R5, whatever the policy
 	}
 	return nil
 }
 
-// linkWant is R8: only a live key's latest link is found.
+// linkWant is R8: only a live key's latest link is found, unless
+// RevokeLink ended it (R15).
 func (r *modelRun) linkWant(l *modelLink, now time.Time) error {
 	switch {
-	case l.key.deleted || l.key.link != l:
+	case l.key.deleted || l.key.link != l || l.revoked:
 		return tokens.ErrLinkNotFound
 	case l.redeemed:
 		return tokens.ErrLinkUsed
@@ -353,15 +418,78 @@ func (r *modelRun) linkWant(l *modelLink, now time.Time) error {
 	return nil
 }
 
-// verifyWant is R9; k is nil for an ID no key has.
-func (r *modelRun) verifyWant(k *modelKey, t *modelToken) error {
+// verifyWant is R9 and R16; k is nil for an ID no key has, t nil for a
+// token no one issued.
+func (r *modelRun) verifyWant(k *modelKey, t *modelToken, now time.Time) error {
 	switch {
-	case k == nil || k.deleted || t == nil || (t != k.cur && t != k.old):
+	case k == nil || k.deleted || t == nil:
+		return tokens.ErrInvalidCredentials
+	case t != k.cur && t != k.old:
+		if t.key == k && t.revoked.IsZero() {
+			r.failf("model: t%d of k%d is neither current, old nor revoked", t.n, k.n)
+		}
+		if t.key == k && r.remembered(t, now) {
+			return tokens.ErrTokenRevoked // R16, whether or not the key is active
+		}
 		return tokens.ErrInvalidCredentials
 	case !k.active:
 		return tokens.ErrKeyInactive
 	}
 	return nil
+}
+
+// remembered is R16's retention: a deleted token is known as such while
+// now < its deletion + the retention.
+func (r *modelRun) remembered(t *modelToken, now time.Time) bool {
+	return r.retention > 0 && now.Before(t.revoked.Add(r.retention))
+}
+
+// revoke applies R16 to a token that stops verifying because it was
+// deleted at at: DeleteOld, DeleteNow, an R4 discard, Undo, an R14 end.
+func (r *modelRun) revoke(t *modelToken, at time.Time, why string) {
+	if !t.revoked.IsZero() {
+		r.failf("model: t%d of k%d revoked twice", t.n, t.key.n)
+	}
+	t.revoked, t.why = at, why
+}
+
+// revokedUsed is R16's record of a revoked token's use: the latest, at
+// most once a minute per key, each record appending an event (R17).
+func (r *modelRun) revokedUsed(k *modelKey, now time.Time) {
+	switch since := now.Sub(k.revokedUsed); {
+	case k.revokedUsed.IsZero():
+		r.cover["R16 boundary: first use of a revoked token"]++
+	case since == time.Minute:
+		r.cover["R16 boundary: revoked token used again exactly a minute later"]++
+	case since == time.Minute-time.Microsecond:
+		r.cover["R16 boundary: revoked token used again a microsecond short of a minute"]++
+	}
+	if k.revokedUsed.IsZero() || now.Sub(k.revokedUsed) >= time.Minute {
+		k.revokedUsed = now
+		r.expectEvent(k, tokens.EventRevokedTokenUsed)
+	}
+}
+
+// endOld applies R14 at now: an old token whose scheduled end has come is
+// gone as if DeleteOld had run then. Only advance moves the clock, so it
+// runs there.
+func (r *modelRun) endOld(now time.Time) {
+	for _, k := range r.live() {
+		if k.old == nil || k.oldEnds.IsZero() || now.Before(k.oldEnds) {
+			continue
+		}
+		r.cover["R14 old token reached its end"]++
+		r.revoke(k.old, k.oldEnds, "its end (R14)")
+		k.old.ended = true
+		k.ended, k.old, k.oldEnds = k.old, nil, time.Time{}
+	}
+}
+
+// expectEvent notes that k's change at the current time appended an event
+// of type typ (R17).
+func (r *modelRun) expectEvent(k *modelKey, typ tokens.EventType) {
+	r.events = append(r.events, modelEvent{key: k, typ: typ, at: r.now()})
+	k.events = append(k.events, typ)
 }
 
 // used is R9's throttle: the first use at once, later ones when the last
@@ -533,6 +661,7 @@ func (r *modelRun) opCreate() {
 	k := &modelKey{n: len(r.keys), id: key.ID, account: spec.Account, name: spec.Name, created: now, active: true}
 	r.keys = append(r.keys, k)
 	r.issue(k, now, link) // R1
+	r.expectEvent(k, tokens.EventKeyCreated)
 	r.expectView(k, key, now, "CreateKey result")
 	r.record("CreateKey", fmt.Sprintf("CreateKey(%q) = k%d", spec.Account, k.n), nil, " "+r.describe(k))
 }
@@ -555,12 +684,22 @@ func (r *modelRun) opCreateInvalid() {
 	r.record("CreateKey(invalid)", fmt.Sprintf("CreateKey(%q)", spec), tokens.ErrInvalidKeySpec, "")
 }
 
+// modelOldTokenTTLs are the OldTokenTTLs of DeleteLater renewals (R14):
+// mostly none, else ends shorter and longer than a link's lifetime, so
+// that R4 sometimes finds an old token with an end.
+var modelOldTokenTTLs = []time.Duration{
+	0, 0, 0, time.Minute, 90 * time.Minute, 24 * time.Hour, 72 * time.Hour, 7 * 24 * time.Hour,
+}
+
 func (r *modelRun) opRenew(policy tokens.OldTokenPolicy) {
 	k, id := r.pickKey(func(k *modelKey) bool { return r.renewWant(k, r.now()) == nil })
 	now := r.now()
 	want := r.renewWant(k, now)
 	opts := tokens.RenewOptions{OldToken: policy}
-	name := fmt.Sprintf("Renew(%s, %v)", r.keyName(k), policy)
+	if policy == tokens.DeleteLater {
+		opts.OldTokenTTL = modelPick(r.rng, modelOldTokenTTLs)
+	}
+	name := fmt.Sprintf("Renew(%s, %v, TTL %v)", r.keyName(k), policy, opts.OldTokenTTL)
 	link, err := r.m.Renew(r.ctx, id, opts)
 	r.expectErr(err, want, "%s", name)
 	if want != nil {
@@ -571,39 +710,84 @@ func (r *modelRun) opRenew(policy tokens.OldTokenPolicy) {
 		return
 	}
 	before := r.describe(k)
-	kind := r.renewed(k, policy, now, link)
+	kind := r.renewed(k, opts, now, link)
 	r.record(kind, name, nil, " "+before+" => "+r.describe(k))
 }
 
-// renewed applies a successful Renew to the model (R2, R4) and returns the
-// case it was, for the coverage counts.
-func (r *modelRun) renewed(k *modelKey, policy tokens.OldTokenPolicy, now time.Time, link *tokens.ShareLink) string {
+// opRenewInvalid renews a live key with options R14 refuses, whatever the
+// key's state: nothing may change, which the after-step checks see.
+func (r *modelRun) opRenewInvalid() {
+	live := r.live()
+	if len(live) == 0 {
+		r.opAdvance()
+		return
+	}
+	k := modelPick(r.rng, live)
+	opts := modelPick(r.rng, []tokens.RenewOptions{
+		{OldToken: tokens.DeleteLater, OldTokenTTL: -time.Microsecond},
+		{OldToken: tokens.DeleteLater, OldTokenTTL: -24 * time.Hour},
+		{OldToken: tokens.DeleteNow, OldTokenTTL: time.Hour},
+		{OldToken: tokens.DeleteNow, OldTokenTTL: -time.Hour},
+	})
+	name := fmt.Sprintf("Renew(k%d, %v, TTL %v)", k.n, opts.OldToken, opts.OldTokenTTL)
+	link, err := r.m.Renew(r.ctx, k.id, opts)
+	r.expectErr(err, tokens.ErrInvalidOption, "%s", name)
+	if link != nil {
+		r.failf("%s failed but returned a link", name)
+	}
+	r.record("Renew(invalid options)", name, tokens.ErrInvalidOption, "")
+}
+
+// renewed applies a successful Renew to the model (R2, R4, R14, R16) and
+// returns the case it was, for the coverage counts.
+func (r *modelRun) renewed(k *modelKey, opts tokens.RenewOptions, now time.Time, link *tokens.ShareLink) string {
+	policy := opts.OldToken
 	kind := "Renew(" + policy.String() + ")"
 	switch {
+	case !k.curSeen && k.link != nil && k.link.revoked && k.old != nil:
+		kind += " [R4 after RevokeLink: unseen token discarded, old token existed]"
+	case !k.curSeen && k.link != nil && k.link.revoked:
+		kind += " [R4 after RevokeLink: unseen token discarded]"
+	case !k.curSeen && k.old != nil && policy == tokens.DeleteLater && !k.oldEnds.IsZero():
+		kind += " [R4: unseen token discarded, old token kept with its end]"
 	case !k.curSeen && k.old != nil:
 		kind += " [R4: unseen token discarded, old token existed]"
 	case !k.curSeen:
 		kind += " [R4: unseen token discarded]"
+	case policy == tokens.DeleteLater && opts.OldTokenTTL > 0:
+		kind += " [current token kept as old with an end]"
 	case policy == tokens.DeleteLater:
 		kind += " [current token kept as old]"
 	}
+	if k.curSeen && k.ended != nil {
+		kind += " [after the old token's end]"
+	}
 	switch {
 	case !k.curSeen:
-		// R4: the current token's link expired unredeemed; the token is
-		// discarded and an existing old token stays old, or goes with
-		// DeleteNow.
-		if k.link == nil || k.link.redeemed || now.Before(k.link.expires) {
-			r.failf("model: unseen current token of k%d without an expired link", k.n)
+		// R4: the current token's link expired unredeemed or was revoked
+		// (R15); the token is discarded and an existing old token stays
+		// old with its end (R14), or goes with DeleteNow.
+		if k.link == nil || k.link.redeemed || (!k.link.revoked && now.Before(k.link.expires)) {
+			r.failf("model: unseen current token of k%d without an expired or revoked link", k.n)
 		}
-		if policy == tokens.DeleteNow {
-			k.old = nil
+		r.revoke(k.cur, now, "an R4 discard")
+		if policy == tokens.DeleteNow && k.old != nil {
+			r.revoke(k.old, now, "DeleteNow")
+			k.old, k.oldEnds = nil, time.Time{}
 		}
 	case policy == tokens.DeleteLater:
-		k.old = k.cur // R2
+		k.old, k.oldEnds = k.cur, time.Time{} // R2
+		if opts.OldTokenTTL > 0 {
+			k.oldEnds = now.Add(opts.OldTokenTTL) // R14
+		}
 	default:
-		k.old = nil // R2 DeleteNow; R5 said there was none
+		r.revoke(k.cur, now, "DeleteNow") // R2; R5 said there was no old token
 	}
+	k.ended = nil
 	r.issue(k, now, link)
+	r.expectEvent(k, tokens.EventTokenRenewed)
+	ev := &r.events[len(r.events)-1]
+	ev.policy, ev.ttl = policy, opts.OldTokenTTL
 	return kind
 }
 
@@ -651,7 +835,9 @@ func (r *modelRun) opRedeem() {
 	if l.key.deleted {
 		kind = "RedeemLink(deleted key's)"
 	} else if l.key.link != l {
-		kind = "RedeemLink(superseded or revoked)"
+		kind = "RedeemLink(superseded or revoked by Undo)"
+	} else if l.revoked {
+		kind = "RedeemLink(revoked by RevokeLink)"
 	}
 	switch l.expires.Sub(now) {
 	case 0:
@@ -698,6 +884,47 @@ func (r *modelRun) redeemed(l *modelLink, creds *tokens.Credentials, name string
 	l.token.secret = creds.Token
 	r.secrets[creds.Token] = l.token
 	k.curSeen = true
+	r.expectEvent(k, tokens.EventLinkRedeemed)
+}
+
+// opRevokeLink is R15: the key's pending link ends at once and its token
+// counts as never seen.
+func (r *modelRun) opRevokeLink() {
+	k, id := r.pickKey(func(k *modelKey) bool { return k.link != nil && r.linkWant(k.link, r.now()) == nil })
+	now := r.now()
+	want := r.revokeLinkWant(k, now)
+	name := "RevokeLink(" + r.keyName(k) + ")"
+	kind := "RevokeLink"
+	if want == tokens.ErrNoPendingLink && k.link != nil && k.link.revoked {
+		kind = "RevokeLink(revoked link)"
+	}
+	err := r.m.RevokeLink(r.ctx, id)
+	r.expectErr(err, want, "%s", name)
+	if want != nil {
+		r.record(kind, name, want, "")
+		return
+	}
+	r.revokedLink(k)
+	r.record(kind, name, nil, " "+r.describe(k))
+}
+
+func (r *modelRun) revokeLinkWant(k *modelKey, now time.Time) error {
+	switch {
+	case k == nil || k.deleted:
+		return tokens.ErrKeyNotFound
+	case k.link == nil || r.linkWant(k.link, now) != nil:
+		return tokens.ErrNoPendingLink
+	}
+	return nil
+}
+
+// revokedLink applies a successful RevokeLink of k's link to the model.
+func (r *modelRun) revokedLink(k *modelKey) {
+	if k.curSeen || k.link.token != k.cur {
+		r.failf("model: k%d's pending link l%d does not reveal its unseen current token", k.n, k.link.n)
+	}
+	k.link.revoked = true
+	r.expectEvent(k, tokens.EventLinkRevoked)
 }
 
 // mangle returns url changed so that R8/S5 must refuse it.
@@ -732,14 +959,36 @@ func (r *modelRun) opUndo() {
 	err := r.m.Undo(r.ctx, id)
 	r.expectErr(err, want, "%s", name)
 	if want != nil {
-		r.record("Undo", name, want, "")
+		kind := "Undo"
+		if want == tokens.ErrUndoUnavailable && k.ended != nil {
+			kind = "Undo after the old token's end (R14)"
+		}
+		r.record(kind, name, want, "")
 		return
 	}
-	// R7: the new token goes, the renewal's link is revoked, and the old
-	// token is current again with its own times; it counts as seen (R4).
 	before := r.describe(k)
-	k.cur, k.old, k.curSeen, k.link = k.old, nil, true, nil
-	r.record("Undo", name, nil, " "+before+" => "+r.describe(k))
+	kind := "Undo"
+	if !k.oldEnds.IsZero() {
+		kind = "Undo of a renewal with an old token's end (R14)"
+	}
+	r.undone(k)
+	r.record(kind, name, nil, " "+before+" => "+r.describe(k))
+}
+
+// undone applies a successful Undo to the model. R7: the new token goes
+// (R16), the renewal's link is revoked, and the old token is current again
+// with its own times and no end (R14); it counts as seen (R4).
+func (r *modelRun) undone(k *modelKey) {
+	r.revoke(k.cur, r.now(), "Undo")
+	k.cur, k.old, k.oldEnds, k.curSeen, k.link, k.ended = k.old, nil, time.Time{}, true, nil, nil
+	r.expectEvent(k, tokens.EventRenewalUndone)
+}
+
+// deletedOld applies a successful DeleteOld to the model (R6, R16).
+func (r *modelRun) deletedOld(k *modelKey) {
+	r.revoke(k.old, r.now(), "DeleteOld")
+	k.old, k.oldEnds, k.ended = nil, time.Time{}, nil
+	r.expectEvent(k, tokens.EventOldTokenDeleted)
 }
 
 func (r *modelRun) undoWant(k *modelKey) error {
@@ -766,12 +1015,16 @@ func (r *modelRun) opDeleteOld() {
 	k, id := r.pickKey(func(k *modelKey) bool { return k.old != nil })
 	name := "DeleteOld(" + r.keyName(k) + ")"
 	want := r.deleteOldWant(k)
+	kind := "DeleteOld"
+	if want == tokens.ErrNoOldToken && k.ended != nil {
+		kind = "DeleteOld after the old token's end (R14)"
+	}
 	err := r.m.DeleteOld(r.ctx, id)
 	r.expectErr(err, want, "%s", name)
 	if want == nil {
-		k.old = nil
+		r.deletedOld(k)
 	}
-	r.record("DeleteOld", name, want, "")
+	r.record(kind, name, want, "")
 }
 
 func (r *modelRun) opSetActive(active bool) {
@@ -789,8 +1042,14 @@ func (r *modelRun) opSetActive(active bool) {
 		err = r.m.Deactivate(r.ctx, id)
 	}
 	r.expectErr(err, want, "%s", name)
-	if want == nil {
+	// A call that changes nothing appends no event (R17).
+	if want == nil && k.active != active {
 		k.active = active
+		if active {
+			r.expectEvent(k, tokens.EventKeyActivated)
+		} else {
+			r.expectEvent(k, tokens.EventKeyDeactivated)
+		}
 	}
 	r.record(strings.TrimSuffix(name, "("+r.keyName(k)+")"), name, want, "")
 }
@@ -805,7 +1064,8 @@ func (r *modelRun) opDeleteKey() {
 	err := r.m.DeleteKey(r.ctx, id)
 	r.expectErr(err, want, "%s", name)
 	if want == nil {
-		k.deleted = true // R11: tokens and link go with it
+		k.deleted = true // R11: tokens, link and remembered tokens (R16) go with it
+		r.expectEvent(k, tokens.EventKeyDeleted)
 	}
 	r.record("DeleteKey", name, want, "")
 }
@@ -828,7 +1088,8 @@ func (r *modelRun) opAdvance() {
 
 // opAdvanceToBoundary moves the clock to, or just before, an instant where
 // the model changes: a link's expiry (R8), the end of a LastUsedAt throttle
-// minute (R9) or an alert threshold (R10).
+// minute (R9), an alert threshold (R10), an old token's end (R14), the end
+// of a revoked token's retention or of its key's throttle minute (R16).
 func (r *modelRun) opAdvanceToBoundary() {
 	now := r.now()
 	var targets []time.Time
@@ -842,6 +1103,20 @@ func (r *modelRun) opAdvanceToBoundary() {
 			if t != nil && !t.lastUsed.IsZero() {
 				targets = append(targets, t.lastUsed.Add(time.Minute))
 				what = append(what, fmt.Sprintf("throttle minute of t%d", t.n))
+			}
+		}
+		if !k.oldEnds.IsZero() {
+			targets = append(targets, k.oldEnds)
+			what = append(what, fmt.Sprintf("end of old t%d", k.old.n))
+		}
+		if !k.revokedUsed.IsZero() {
+			targets = append(targets, k.revokedUsed.Add(time.Minute))
+			what = append(what, fmt.Sprintf("revoked-token throttle minute of k%d", k.n))
+		}
+		for _, t := range k.tokens {
+			if t.secret != "" && r.retention > 0 && r.remembered(t, now) && t != k.cur && t != k.old {
+				targets = append(targets, t.revoked.Add(r.retention))
+				what = append(what, fmt.Sprintf("end of revoked t%d's retention", t.n))
 			}
 		}
 		if r.rng.IntN(20) == 0 {
@@ -870,6 +1145,7 @@ func (r *modelRun) opAdvanceToBoundary() {
 
 func (r *modelRun) advance(d time.Duration, why string) {
 	r.clk.Add(d)
+	r.endOld(r.now())
 	r.record("advance", fmt.Sprintf("advance %v%s", d, why), nil, "")
 }
 
@@ -914,8 +1190,12 @@ func (r *modelRun) opVerify() {
 		return
 	}
 	name := fmt.Sprintf("Verify(%s, t%d of k%d)", r.keyName(k), t.n, t.key.n)
+	kind := "Verify"
+	if t.ended && k == t.key {
+		kind = "Verify(old token after its end)"
+	}
 	want := r.verify(k, id, t, t.secret, "%s", name)
-	r.record("Verify", name, want, " "+r.describe(t.key))
+	r.record(kind, name, want, " "+r.describe(t.key))
 }
 
 // verify calls Verify, checks the outcome against R9 and applies it to the
@@ -923,9 +1203,33 @@ func (r *modelRun) opVerify() {
 // model expected, which the call gave.
 func (r *modelRun) verify(k *modelKey, id string, t *modelToken, secret, what string, args ...any) error {
 	now := r.now()
-	want := r.verifyWant(k, t)
+	want := r.verifyWant(k, t, now)
+	if t != nil && k == t.key {
+		switch {
+		case k.old == t && now.Equal(k.oldEnds.Add(-time.Microsecond)):
+			r.cover["R14 boundary: Verify of an old token a microsecond before its end"]++
+		case t.ended && now.Equal(t.revoked):
+			r.cover["R14 boundary: Verify of an old token at its end"]++
+		case !t.revoked.IsZero() && r.retention > 0 && now.Equal(t.revoked.Add(r.retention)):
+			r.cover["R16 boundary: Verify of a revoked token at the end of its retention"]++
+		case !t.revoked.IsZero() && r.retention > 0 && now.Equal(t.revoked.Add(r.retention-time.Microsecond)):
+			r.cover["R16 boundary: Verify of a revoked token a microsecond before the end of its retention"]++
+		}
+		switch {
+		case t.revoked.IsZero():
+		case k.deleted:
+			r.cover["R16 Verify of a deleted key's revoked token -> "+modelOutcome(want)]++
+		case r.retention == 0:
+			r.cover["R16 Verify of a revoked token, reuse detection off -> "+modelOutcome(want)]++
+		default:
+			r.cover["R16 Verify of a token deleted by "+t.why+" -> "+modelOutcome(want)]++
+		}
+	}
 	got, err := r.m.Verify(r.ctx, id, secret)
 	r.expectErr(err, want, what, args...)
+	if want == tokens.ErrTokenRevoked {
+		r.revokedUsed(k, now)
+	}
 	if want != nil {
 		if got != nil {
 			r.failf("%s failed but returned a key", fmt.Sprintf(what, args...))
@@ -947,19 +1251,22 @@ func (r *modelRun) opConcurrent() {
 	})
 	now := r.now()
 	type call struct {
-		kind   string
-		policy tokens.OldTokenPolicy
-		link   *tokens.ShareLink
-		creds  *tokens.Credentials
-		err    error
+		kind  string
+		opts  tokens.RenewOptions
+		link  *tokens.ShareLink
+		creds *tokens.Credentials
+		err   error
 	}
 	// All calls are alike, so that the state the winner leaves, and with
 	// it the rest of the run, does not depend on which call wins.
-	same := call{kind: modelPick(r.rng, []string{"Renew", "Renew", "RedeemLink", "Undo", "DeleteOld"})}
+	same := call{kind: modelPick(r.rng, []string{"Renew", "Renew", "RedeemLink", "RevokeLink", "Undo", "DeleteOld"})}
 	if same.kind == "RedeemLink" && (k == nil || k.link == nil) {
 		same.kind = "Renew"
 	}
-	same.policy = tokens.OldTokenPolicy(r.rng.IntN(2))
+	same.opts.OldToken = tokens.OldTokenPolicy(r.rng.IntN(2))
+	if same.opts.OldToken == tokens.DeleteLater {
+		same.opts.OldTokenTTL = modelPick(r.rng, modelOldTokenTTLs)
+	}
 	calls := make([]call, 2+r.rng.IntN(3))
 	for i := range calls {
 		calls[i] = same
@@ -974,9 +1281,11 @@ func (r *modelRun) opConcurrent() {
 			<-start
 			switch c.kind {
 			case "Renew":
-				c.link, c.err = r.m.Renew(r.ctx, id, tokens.RenewOptions{OldToken: c.policy})
+				c.link, c.err = r.m.Renew(r.ctx, id, c.opts)
 			case "RedeemLink":
 				c.creds, c.err = r.m.RedeemLink(r.ctx, k.link.url)
+			case "RevokeLink":
+				c.err = r.m.RevokeLink(r.ctx, id)
 			case "Undo":
 				c.err = r.m.Undo(r.ctx, id)
 			case "DeleteOld":
@@ -993,6 +1302,8 @@ func (r *modelRun) opConcurrent() {
 			return r.renewWant(k, now)
 		case "RedeemLink":
 			return r.linkWant(k.link, now)
+		case "RevokeLink":
+			return r.revokeLinkWant(k, now)
 		case "Undo":
 			return r.undoWant(k)
 		}
@@ -1000,7 +1311,7 @@ func (r *modelRun) opConcurrent() {
 	}
 	name := fmt.Sprintf("%d concurrent %s(%s) calls", len(calls), same.kind, r.keyName(k))
 	if same.kind == "Renew" {
-		name = fmt.Sprintf("%d concurrent Renew(%s, %v) calls", len(calls), r.keyName(k), same.policy)
+		name = fmt.Sprintf("%d concurrent Renew(%s, %v, TTL %v) calls", len(calls), r.keyName(k), same.opts.OldToken, same.opts.OldTokenTTL)
 	}
 	winner := -1
 	for i, c := range calls {
@@ -1023,13 +1334,15 @@ func (r *modelRun) opConcurrent() {
 		kind := "concurrent " + c.kind
 		switch c.kind {
 		case "Renew":
-			kind = "concurrent " + r.renewed(k, c.policy, now, c.link)
+			kind = "concurrent " + r.renewed(k, c.opts, now, c.link)
 		case "RedeemLink":
 			r.redeemed(k.link, c.creds, name)
+		case "RevokeLink":
+			r.revokedLink(k)
 		case "Undo":
-			k.cur, k.old, k.curSeen, k.link = k.old, nil, true, nil
+			r.undone(k)
 		case "DeleteOld":
-			k.old = nil
+			r.deletedOld(k)
 		}
 		r.cover[kind+" won"]++
 	}
@@ -1083,9 +1396,11 @@ var modelSentinels = []error{
 	tokens.ErrNoOldToken, tokens.ErrUndoUnavailable, tokens.ErrInvalidLink,
 	tokens.ErrLinkNotFound, tokens.ErrLinkUsed, tokens.ErrLinkExpired,
 	tokens.ErrInvalidCredentials, tokens.ErrKeyInactive, tokens.ErrInvalidKeySpec,
+	tokens.ErrNoPendingLink, tokens.ErrTokenRevoked, tokens.ErrInvalidOption,
 }
 
-// expectErr checks that got is want (nil for success) and no other sentinel.
+// expectErr checks that got is want (nil for success) and no other sentinel,
+// except that ErrTokenRevoked must also be ErrInvalidCredentials (R16).
 func (r *modelRun) expectErr(got, want error, what string, args ...any) {
 	if want == nil {
 		if got != nil {
@@ -1096,8 +1411,12 @@ func (r *modelRun) expectErr(got, want error, what string, args ...any) {
 	if !errors.Is(got, want) {
 		r.failf("%s: got error %v, the model expects %q", fmt.Sprintf(what, args...), got, want)
 	}
+	revoked := want == tokens.ErrTokenRevoked
+	if revoked && !errors.Is(got, tokens.ErrInvalidCredentials) {
+		r.failf("%s: error %q is %q but not %q", fmt.Sprintf(what, args...), got, want, tokens.ErrInvalidCredentials)
+	}
 	for _, s := range modelSentinels {
-		if s != want && errors.Is(got, s) {
+		if s != want && !(revoked && s == tokens.ErrInvalidCredentials) && errors.Is(got, s) {
 			r.failf("%s: error %q is %q as expected but also %q", fmt.Sprintf(what, args...), got, want, s)
 		}
 	}
@@ -1110,12 +1429,15 @@ type modelView struct {
 	CreatedAt         string
 	TokenCreatedAt    string
 	TokenLastUsedAt   string
+	TokenExpiresAt    string
 	HasOld            bool
 	OldCreatedAt      string
 	OldLastUsedAt     string
+	OldExpiresAt      string
 	Alert             tokens.AlertLevel
 	Link              tokens.LinkState
 	LinkExpiresAt     string
+	RevokedUsedAt     string
 }
 
 func modelTime(t time.Time) string {
@@ -1131,15 +1453,19 @@ func (r *modelRun) wantView(k *modelKey, now time.Time) modelView {
 		CreatedAt:       modelTime(k.created),
 		TokenCreatedAt:  modelTime(k.cur.created),
 		TokenLastUsedAt: modelTime(k.cur.lastUsed),
+		TokenExpiresAt:  modelTime(time.Time{}), // R14: only an old token ends by itself
 		OldCreatedAt:    modelTime(time.Time{}),
 		OldLastUsedAt:   modelTime(time.Time{}),
+		OldExpiresAt:    modelTime(time.Time{}),
 		Alert:           r.alertWant(k.cur.created, now),
 		Link:            r.linkState(k, now),
 		LinkExpiresAt:   modelTime(time.Time{}),
+		RevokedUsedAt:   modelTime(k.revokedUsed),
 	}
 	if k.old != nil {
 		v.HasOld = true
 		v.OldCreatedAt, v.OldLastUsedAt = modelTime(k.old.created), modelTime(k.old.lastUsed)
+		v.OldExpiresAt = modelTime(k.oldEnds)
 	}
 	if k.link != nil {
 		v.LinkExpiresAt = modelTime(k.link.expires)
@@ -1153,15 +1479,19 @@ func modelGotView(key *tokens.Key) modelView {
 		CreatedAt:       modelTime(key.CreatedAt),
 		TokenCreatedAt:  modelTime(key.Token.CreatedAt),
 		TokenLastUsedAt: modelTime(key.Token.LastUsedAt),
+		TokenExpiresAt:  modelTime(key.Token.ExpiresAt),
 		OldCreatedAt:    modelTime(time.Time{}),
 		OldLastUsedAt:   modelTime(time.Time{}),
+		OldExpiresAt:    modelTime(time.Time{}),
 		Alert:           key.Alert,
 		Link:            key.Link,
 		LinkExpiresAt:   modelTime(key.LinkExpiresAt),
+		RevokedUsedAt:   modelTime(key.RevokedTokenUsedAt),
 	}
 	if key.OldToken != nil {
 		v.HasOld = true
 		v.OldCreatedAt, v.OldLastUsedAt = modelTime(key.OldToken.CreatedAt), modelTime(key.OldToken.LastUsedAt)
+		v.OldExpiresAt = modelTime(key.OldToken.ExpiresAt)
 	}
 	return v
 }
@@ -1191,6 +1521,7 @@ func (r *modelRun) checkAll() {
 	r.checkKeys()
 	r.checkLinks()
 	r.sweep()
+	r.checkEvents()
 }
 
 // checkKeys compares Key and Keys with the model for every key ever made.
@@ -1267,8 +1598,10 @@ func (r *modelRun) checkKeys() {
 
 // checkRecord looks at what the store keeps of k, which is where tokens
 // nobody has seen can be told apart: the current and old token must be the
-// very tokens the model says (R4, R7), and a link's sealed token must be
-// gone once it was redeemed (R8, S2).
+// very tokens the model says (R4, R7), with the old token's end (R14), and a
+// link's sealed token must be gone once it was redeemed or revoked (R8, R15,
+// S2). An old token past its end may stay in the record until the key's
+// next write, as long as it stays past its end.
 func (r *modelRun) checkRecord(k *modelKey, now time.Time) {
 	rec, err := r.store.Key(r.ctx, k.id)
 	r.expectErr(err, nil, "store.Key(k%d)", k.n)
@@ -1283,18 +1616,35 @@ func (r *modelRun) checkRecord(k *modelKey, now time.Time) {
 	if rec.Current.Digest != k.cur.digest {
 		r.failf("store: k%d's current token is %s, the model expects t%d", k.n, tokenOf(rec.Current.Digest), k.cur.n)
 	}
+	if !rec.Current.ExpiresAt.IsZero() {
+		r.failf("store: k%d's current token t%d has an end, %s", k.n, k.cur.n, r.at(rec.Current.ExpiresAt))
+	}
+	ended := func(d tokens.Digest, end time.Time) bool {
+		for _, t := range k.tokens {
+			if t.digest == d {
+				return t.ended && t.revoked.Equal(end) && !now.Before(end)
+			}
+		}
+		return false
+	}
 	switch {
+	case k.old == nil && rec.HasOld && ended(rec.Old.Digest, rec.Old.ExpiresAt):
+		r.cover["R14 old token past its end still in the record"]++
 	case k.old == nil && rec.HasOld:
-		r.failf("store: k%d has old token %s, the model expects none", k.n, tokenOf(rec.Old.Digest))
+		r.failf("store: k%d has old token %s ending %s, the model expects none", k.n, tokenOf(rec.Old.Digest), r.at(rec.Old.ExpiresAt))
 	case k.old != nil && !rec.HasOld:
 		r.failf("store: k%d has no old token, the model expects t%d", k.n, k.old.n)
 	case k.old != nil && rec.Old.Digest != k.old.digest:
 		r.failf("store: k%d's old token is %s, the model expects t%d", k.n, tokenOf(rec.Old.Digest), k.old.n)
+	case k.old != nil && !rec.Old.ExpiresAt.Equal(k.oldEnds):
+		r.failf("store: k%d's old token t%d ends %s, the model expects %s", k.n, k.old.n, r.at(rec.Old.ExpiresAt), r.at(k.oldEnds))
 	}
 	if l := k.link; rec.HasLink && l != nil {
 		switch state := r.linkWant(l, now); {
 		case state == tokens.ErrLinkUsed && rec.Link.Sealed != nil:
 			r.failf("store: k%d's redeemed link l%d still holds its sealed token", k.n, l.n)
+		case l.revoked && rec.Link.Sealed != nil:
+			r.failf("store: k%d's revoked link l%d still holds its sealed token", k.n, l.n)
 		case state == nil && rec.Link.Sealed == nil:
 			r.failf("store: k%d's pending link l%d lost its sealed token", k.n, l.n)
 		}
@@ -1338,8 +1688,9 @@ func (r *modelRun) checkLinks() {
 // sweep verifies every revealed token against its own key, and a third of
 // them against another key, applying R9's LastUsedAt throttle to the model for each
 // success, and checks that no key has more than two tokens that verify
-// (R5). On light steps it leaves out the tokens expected to verify, so that
-// LastUsedAt is not always refreshed at once.
+// (R5). On light steps it leaves out the tokens expected to verify or to be
+// reported revoked, so that LastUsedAt and RevokedTokenUsedAt (R16) are not
+// always refreshed at once.
 func (r *modelRun) sweep() {
 	var known []*modelToken
 	for _, t := range r.tokens {
@@ -1371,8 +1722,8 @@ func (r *modelRun) sweep() {
 	right := map[*modelKey]int{}
 	for _, t := range known {
 		k := t.key
-		if !(r.light && r.verifyWant(k, t) == nil) {
-			want := r.verify(k, k.id, t, t.secret, "sweep: Verify(k%d, t%d)", k.n, t.n)
+		if want := r.verifyWant(k, t, r.now()); !r.light || (want != nil && want != tokens.ErrTokenRevoked) {
+			want = r.verify(k, k.id, t, t.secret, "sweep: Verify(k%d, t%d)", k.n, t.n)
 			if want == nil || want == tokens.ErrKeyInactive {
 				right[k]++
 				if right[k] > 2 {
@@ -1388,6 +1739,72 @@ func (r *modelRun) sweep() {
 			r.verify(other, other.id, nil, t.secret, "sweep: Verify(k%d, t%d of k%d)", other.n, t.n, k.n)
 		}
 	}
+}
+
+// checkEvents reads the events appended since the last check, which must
+// be exactly those of the changes the model saw succeed, in order (R17):
+// no change without its event, no event without its change. Now and then
+// it also reads one key's whole trail, page by page, deleted keys
+// included, whose events outlive them.
+func (r *modelRun) checkEvents() {
+	got, err := r.m.Events(r.ctx, tokens.EventQuery{After: r.cursor, Limit: tokens.MaxEventPage})
+	r.expectErr(err, nil, "Events(after %q)", r.cursor)
+	want := r.events
+	r.events = nil
+	describe := func(keyID string, typ tokens.EventType, at time.Time) string {
+		name := "unknown key"
+		for _, k := range r.keys {
+			if k.id == keyID {
+				name = fmt.Sprintf("k%d", k.n)
+			}
+		}
+		return fmt.Sprintf("%s of %s at %s", typ, name, r.at(at))
+	}
+	for i := range max(len(got), len(want)) {
+		switch {
+		case i >= len(want):
+			r.failf("Events: unexpected event %s", describe(got[i].KeyID, got[i].Type, got[i].At))
+		case i >= len(got):
+			r.failf("Events: missing event %s", describe(want[i].key.id, want[i].typ, want[i].at))
+		}
+		g, w := got[i], want[i]
+		if g.KeyID != w.key.id || g.Type != w.typ || !g.At.Equal(w.at) {
+			r.failf("Events: event %d of the step is %s, the model expects %s", i,
+				describe(g.KeyID, g.Type, g.At), describe(w.key.id, w.typ, w.at))
+		}
+		if g.Account != w.key.account || g.Actor != r.actor || g.Cursor == "" {
+			r.failf("Events: %s has account %q, actor %q and cursor %q; the model expects %q, %q and a cursor",
+				describe(g.KeyID, g.Type, g.At), g.Account, g.Actor, g.Cursor, w.key.account, r.actor)
+		}
+		if g.Type == tokens.EventTokenRenewed && (g.Policy != w.policy || g.OldTokenTTL != w.ttl) {
+			r.failf("Events: %s says %v with TTL %v, the renewal was %v with TTL %v",
+				describe(g.KeyID, g.Type, g.At), g.Policy, g.OldTokenTTL, w.policy, w.ttl)
+		}
+	}
+	if len(got) > 0 {
+		r.cursor = got[len(got)-1].Cursor
+	}
+	if r.step%50 != 0 || len(r.keys) == 0 {
+		return
+	}
+	k := modelPick(r.rng, r.keys)
+	var types []tokens.EventType
+	q := tokens.EventQuery{KeyID: k.id, Limit: 1 + r.rng.IntN(8)}
+	for {
+		page, err := r.m.Events(r.ctx, q)
+		r.expectErr(err, nil, "Events(k%d after %q)", k.n, q.After)
+		for _, ev := range page {
+			types = append(types, ev.Type)
+		}
+		if len(page) < q.Limit {
+			break
+		}
+		q.After = page[len(page)-1].Cursor
+	}
+	if !slices.Equal(types, k.events) {
+		r.failf("Events(k%d), %d at a time: got %v, the model expects %v", k.n, q.Limit, types, k.events)
+	}
+	r.cover[fmt.Sprintf("R17 whole trail of a key read (deleted %t)", k.deleted)]++
 }
 
 type modelCoverage struct {

@@ -20,6 +20,9 @@ type config struct {
 	// sealingSecrets are WithSealingSecret's secrets, current first.
 	sealingSecrets [][]byte
 	cache          *CacheConfig // nil: Verify always reads the store
+	// revokedRetention is how long deleted tokens are remembered (R16);
+	// 0: not at all.
+	revokedRetention time.Duration
 }
 
 // sealingSecret is the secret new links are sealed under; nil if none.
@@ -40,6 +43,11 @@ const (
 	// DefaultKeyIDPrefix starts every key ID unless WithKeyIDPrefix says otherwise.
 	DefaultKeyIDPrefix = "key"
 
+	// DefaultRevokedTokenRetention is how long a deleted token is
+	// remembered for reuse detection unless WithRevokedTokenRetention says
+	// otherwise (R16).
+	DefaultRevokedTokenRetention = 90 * 24 * time.Hour
+
 	maxLinkTTL = 30 * 24 * time.Hour
 )
 
@@ -50,6 +58,8 @@ func defaultConfig() config {
 		linkTTL:     DefaultLinkTTL,
 		tokenPrefix: DefaultTokenPrefix,
 		keyIDPrefix: DefaultKeyIDPrefix,
+
+		revokedRetention: DefaultRevokedTokenRetention,
 	}
 }
 
@@ -156,6 +166,21 @@ func WithSealingSecret(current []byte, previous ...[]byte) Option {
 			secrets = append(secrets, bytes.Clone(secret))
 		}
 		cfg.sealingSecrets = secrets
+		return nil
+	}
+}
+
+// WithRevokedTokenRetention sets how long a deleted token is remembered,
+// as a digest of its digest, so that Verify can tell an integration that
+// still sends it (ErrTokenRevoked, Key.RevokedTokenUsedAt, R16). The
+// default is 90 days; 0 turns reuse detection off. PurgeExpired forgets
+// tokens deleted longer ago than that.
+func WithRevokedTokenRetention(d time.Duration) Option {
+	return func(cfg *config) error {
+		if d < 0 {
+			return invalidOption("WithRevokedTokenRetention: retention must not be negative")
+		}
+		cfg.revokedRetention = d
 		return nil
 	}
 }

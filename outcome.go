@@ -135,16 +135,19 @@ func sameContent(a, b *KeyRecord) bool {
 		a.CreatedAt.Equal(b.CreatedAt) &&
 		sameToken(&a.Current, &b.Current) &&
 		a.HasOld == b.HasOld && (!a.HasOld || sameToken(&a.Old, &b.Old)) &&
-		a.HasLink == b.HasLink && (!a.HasLink || sameLink(&a.Link, &b.Link))
+		a.HasLink == b.HasLink && (!a.HasLink || sameLink(&a.Link, &b.Link)) &&
+		a.RevokedTokenUsedAt.Equal(b.RevokedTokenUsedAt)
 }
 
 func sameToken(a, b *TokenRecord) bool {
-	return sameDigest(&a.Digest, &b.Digest) && a.CreatedAt.Equal(b.CreatedAt) && a.LastUsedAt.Equal(b.LastUsedAt)
+	return sameDigest(&a.Digest, &b.Digest) && a.CreatedAt.Equal(b.CreatedAt) && a.LastUsedAt.Equal(b.LastUsedAt) &&
+		a.ExpiresAt.Equal(b.ExpiresAt)
 }
 
 func sameLink(a, b *LinkRecord) bool {
 	return sameDigest(&a.Digest, &b.Digest) && subtle.ConstantTimeCompare(a.Sealed, b.Sealed) == 1 &&
-		a.CreatedAt.Equal(b.CreatedAt) && a.ExpiresAt.Equal(b.ExpiresAt) && a.RedeemedAt.Equal(b.RedeemedAt)
+		a.CreatedAt.Equal(b.CreatedAt) && a.ExpiresAt.Equal(b.ExpiresAt) && a.RedeemedAt.Equal(b.RedeemedAt) &&
+		a.RevokedAt.Equal(b.RevokedAt)
 }
 
 // sameDigest compares digests in constant time, as every comparison of
@@ -164,8 +167,23 @@ func (m *Manager) settleInsert(ctx context.Context, rec *KeyRecord, cause error)
 	ctx, cancel := settleContext(ctx)
 	defer cancel()
 	for attempt := 1; attempt <= maxUpdateAttempts; attempt++ {
+		// A key that is gone may have been made and deleted since, by
+		// someone who saw it: its events tell, and inserting it again
+		// would bring a deleted key back.
+		_, err := m.store.Key(ctx, rec.ID)
+		if errors.Is(err, ErrKeyNotFound) {
+			var events []Event
+			events, err = m.store.Events(ctx, EventQuery{KeyID: rec.ID, Limit: 1})
+			if err == nil && len(events) > 0 {
+				rec.Version = 1
+				return nil
+			}
+		}
+		if err != nil && !errors.Is(err, ErrKeyNotFound) {
+			return unsettled(doing, cause, err)
+		}
 		again := *rec
-		err := m.store.InsertKey(ctx, &again)
+		err = m.store.InsertKey(ctx, &again)
 		switch {
 		case err == nil, errors.Is(err, ErrDuplicate):
 			rec.Version = 1

@@ -54,9 +54,9 @@ func (s *nilCtxSpy) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error 
 	return s.Store.UpdateKey(ctx, rec)
 }
 
-func (s *nilCtxSpy) DeleteKey(ctx context.Context, id string) error {
+func (s *nilCtxSpy) DeleteKey(ctx context.Context, id string, ev *tokens.Event) error {
 	s.check(ctx, "DeleteKey")
-	return s.Store.DeleteKey(ctx, id)
+	return s.Store.DeleteKey(ctx, id, ev)
 }
 
 func (s *nilCtxSpy) RecordUse(ctx context.Context, id string, token tokens.Digest, at, staleBefore time.Time) error {
@@ -89,6 +89,8 @@ func nilContextCalls(m *tokens.Manager, keyID, linkURL, token string) map[string
 	errs["RedeemLink"] = first(m.RedeemLink(ctx, linkURL))
 	errs["LinkStatus"] = first(m.LinkStatus(ctx, linkURL))
 	errs["RevokeLink"] = m.RevokeLink(ctx, keyID)
+	errs["Events"] = first(m.Events(ctx, tokens.EventQuery{}))
+	errs["PurgeEvents"] = first(m.PurgeEvents(ctx, time.Hour))
 	errs["PurgeExpired"] = first(m.PurgeExpired(ctx))
 	return errs
 }
@@ -187,8 +189,8 @@ func (s *lossyStore) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error
 	return s.write(rec, func() error { return s.Store.UpdateKey(ctx, rec) })
 }
 
-func (s *lossyStore) DeleteKey(ctx context.Context, id string) error {
-	return s.write(nil, func() error { return s.Store.DeleteKey(ctx, id) })
+func (s *lossyStore) DeleteKey(ctx context.Context, id string, ev *tokens.Event) error {
+	return s.write(nil, func() error { return s.Store.DeleteKey(ctx, id, ev) })
 }
 
 func (s *lossyStore) Key(ctx context.Context, id string) (tokens.KeyRecord, error) {

@@ -67,7 +67,8 @@ func (m *Manager) Renew(ctx context.Context, id string, opts RenewOptions) (*Sha
 		return nil, err
 	}
 	var link *ShareLink
-	err := m.update(ctx, m.keyLoader(id), func(rec *KeyRecord, now time.Time) error {
+	tmpl := Event{Type: EventTokenRenewed, Policy: opts.OldToken, OldTokenTTL: opts.OldTokenTTL}
+	err := m.update(ctx, m.keyLoader(id), tmpl, func(rec *KeyRecord, now time.Time) error {
 		if linkState(rec, now) == LinkPending {
 			return ErrRenewalPending
 		}
@@ -110,7 +111,7 @@ func (m *Manager) DeleteOld(ctx context.Context, id string) error {
 	if ctx == nil {
 		return ErrNilContext
 	}
-	return m.update(ctx, m.keyLoader(id), func(rec *KeyRecord, _ time.Time) error {
+	return m.update(ctx, m.keyLoader(id), Event{Type: EventOldTokenDeleted}, func(rec *KeyRecord, _ time.Time) error {
 		if !rec.HasOld {
 			return ErrNoOldToken
 		}
@@ -128,7 +129,7 @@ func (m *Manager) Undo(ctx context.Context, id string) error {
 	if ctx == nil {
 		return ErrNilContext
 	}
-	return m.update(ctx, m.keyLoader(id), func(rec *KeyRecord, _ time.Time) error {
+	return m.update(ctx, m.keyLoader(id), Event{Type: EventRenewalUndone}, func(rec *KeyRecord, _ time.Time) error {
 		if !rec.HasOld {
 			return ErrUndoUnavailable
 		}

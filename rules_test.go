@@ -1637,7 +1637,7 @@ func TestR13_ConflictingWriteBetweenReadAndWrite(t *testing.T) {
 	t.Run("renew vs delete key", func(t *testing.T) {
 		f := newFixture(t)
 		c := f.issued()
-		f.store.onNextUpdate(func() { require.NoError(t, f.mem.DeleteKey(f.ctx, c.KeyID)) })
+		f.store.onNextUpdate(func() { require.NoError(t, f.mem.DeleteKey(f.ctx, c.KeyID, nil)) })
 		_, err := f.m.Renew(f.ctx, c.KeyID, tokens.RenewOptions{})
 		require.ErrorIs(t, err, tokens.ErrKeyNotFound)
 	})

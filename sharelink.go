@@ -105,7 +105,7 @@ func (m *Manager) RedeemLink(ctx context.Context, url string) (*Credentials, err
 	}
 	lookup := lookupDigest(linkID)
 	var creds *Credentials
-	err = m.update(ctx, m.linkLoader(lookup), func(rec *KeyRecord, now time.Time) error {
+	err = m.update(ctx, m.linkLoader(lookup), Event{Type: EventLinkRedeemed}, func(rec *KeyRecord, now time.Time) error {
 		switch linkState(rec, now) {
 		case LinkUsed:
 			return ErrLinkUsed
@@ -140,7 +140,7 @@ func (m *Manager) RevokeLink(ctx context.Context, keyID string) error {
 	if ctx == nil {
 		return ErrNilContext
 	}
-	return m.update(ctx, m.keyLoader(keyID), func(rec *KeyRecord, now time.Time) error {
+	return m.update(ctx, m.keyLoader(keyID), Event{Type: EventLinkRevoked}, func(rec *KeyRecord, now time.Time) error {
 		if linkState(rec, now) != LinkPending {
 			return ErrNoPendingLink
 		}
@@ -168,26 +168,38 @@ func (m *Manager) LinkStatus(ctx context.Context, url string) (LinkStatus, error
 	if err != nil {
 		return LinkStatus{}, fmt.Errorf("tokens: link status: %w", err)
 	}
-	return LinkStatus{State: linkState(&rec, m.now()), ExpiresAt: rec.Link.ExpiresAt}, nil
+	state := linkState(&rec, m.now())
+	if state == LinkNotFound { // revoked (R15): nothing to tell
+		return LinkStatus{State: LinkNotFound}, nil
+	}
+	return LinkStatus{State: state, ExpiresAt: rec.Link.ExpiresAt}, nil
 }
 
 // PurgeExpired wipes the sealed tokens of links that expired unredeemed, so
 // that they no longer exist even in sealed form, and returns how many it
-// wiped. The links keep their state (ErrLinkExpired). Call it from a
-// periodic job; the library starts no goroutines of its own.
+// wiped. It also forgets the deleted tokens older than
+// WithRevokedTokenRetention (R16). The links keep their state
+// (ErrLinkExpired). Call it from a periodic job; the library starts no
+// goroutines of its own.
 func (m *Manager) PurgeExpired(ctx context.Context) (int, error) {
 	if ctx == nil {
 		return 0, ErrNilContext
 	}
 	const batch = 500
 	purged := 0
+	if retention := m.cfg.revokedRetention; retention > 0 {
+		if _, err := m.store.PurgeRevoked(ctx, m.now().Add(-retention)); err != nil {
+			return 0, fmt.Errorf("tokens: purge revoked tokens: %w", err)
+		}
+	}
 	for {
 		ids, err := m.store.ExpiredLinks(ctx, m.now(), batch)
 		if err != nil {
 			return purged, fmt.Errorf("tokens: purge expired links: %w", err)
 		}
 		for _, id := range ids {
-			err := m.update(ctx, m.keyLoader(id), func(rec *KeyRecord, now time.Time) error {
+			// A purge is upkeep, not a change of the key: no event.
+			err := m.update(ctx, m.keyLoader(id), Event{}, func(rec *KeyRecord, now time.Time) error {
 				if !wipeExpiredLink(rec, now) {
 					return errUnchanged
 				}

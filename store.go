@@ -54,6 +54,27 @@ type KeyRecord struct {
 	Old     TokenRecord // meaningful only when HasOld
 	HasLink bool
 	Link    LinkRecord // meaningful only when HasLink; the key's latest link
+
+	// RevokedTokenUsedAt is the latest time a revoked token of the key was
+	// presented to Verify (R16); zero if never.
+	RevokedTokenUsedAt time.Time
+
+	// Revoked and Event are what a write adds besides the record; the
+	// look-ups leave them nil. Revoked are the tokens this write deleted,
+	// for UpdateKey to remember (R16): a store keeps them until DeleteKey
+	// or PurgeRevoked. Event is appended to the audit trail by InsertKey or
+	// UpdateKey in the same atomic step as the write (R17); nil appends
+	// none.
+	Revoked []RevokedToken
+	Event   *Event
+}
+
+// RevokedToken is a token that stopped verifying because it was deleted,
+// as a store remembers it (R16): by RevokedDigest of its digest, never by
+// the digest itself, and when it was deleted.
+type RevokedToken struct {
+	Digest    Digest
+	RevokedAt time.Time
 }
 
 // Store persists key records. Implementations must be safe for concurrent
@@ -104,9 +125,12 @@ type Store interface {
 	// left as it was.
 	UpdateKey(ctx context.Context, rec *KeyRecord) error
 
-	// DeleteKey deletes the key with its tokens and link, unconditionally.
-	// It returns an error wrapping ErrKeyNotFound if there is none.
-	DeleteKey(ctx context.Context, id string) error
+	// DeleteKey deletes the key with its tokens, its link and the revoked
+	// tokens it remembers, unconditionally, and appends ev (if not nil) to
+	// the audit trail in the same atomic step, with ev.Account set to the
+	// deleted key's account. It returns an error wrapping ErrKeyNotFound if
+	// there is none; nothing is appended then.
+	DeleteKey(ctx context.Context, id string, ev *Event) error
 
 	// RecordUse sets the LastUsedAt of the key's token (current or old)
 	// whose digest is token to at, but only if that LastUsedAt is zero or
@@ -120,22 +144,44 @@ type Store interface {
 	// of them (none if limit <= 0), in no particular order. It writes
 	// nothing.
 	ExpiredLinks(ctx context.Context, now time.Time, limit int) ([]string, error)
+
+	// RevokedToken returns the revoked token of key id whose Digest is
+	// digest, and whether there is one (R16). It writes nothing.
+	RevokedToken(ctx context.Context, id string, digest Digest) (RevokedToken, bool, error)
+
+	// PurgeRevoked forgets the revoked tokens deleted at or before cutoff,
+	// and returns how many.
+	PurgeRevoked(ctx context.Context, cutoff time.Time) (int, error)
+
+	// Events returns the events of the audit trail that q selects, in the
+	// order they were appended, which is the order their writes committed:
+	// a reader that has seen an event's Cursor has seen every event
+	// appended before it. q.After is "" or a Cursor the store gave; any
+	// other gives an error wrapping ErrInvalidCursor. At most q.Limit
+	// events (q.Limit > 0). Each Event's Cursor is set by the store.
+	Events(ctx context.Context, q EventQuery) ([]Event, error)
+
+	// PurgeEvents deletes the events appended before before (by Event.At),
+	// and returns how many.
+	PurgeEvents(ctx context.Context, before time.Time) (int, error)
 }
 
-// A ChangeLog is a Store that numbers the writes of UpdateKey and DeleteKey,
+// A ChangeLog is a Store that numbers the writes of InsertKey, UpdateKey
+// and DeleteKey,
 // so that a Manager can tell which keys other Managers, in any process,
 // changed since it last looked. The verification cache (WithVerifyCache)
 // needs it; memstore and sqlstore implement it.
 type ChangeLog interface {
-	// Changes returns the number of the latest committed write of UpdateKey
-	// or DeleteKey (0 before the first) and the IDs of the keys that the
-	// writes numbered after since changed. Numbers follow commit order: a
-	// write numbered n is visible to every read that starts after a
-	// Changes that returned Latest >= n. Complete is false when the store
+	// Changes returns the number of the latest committed write of
+	// InsertKey, UpdateKey or DeleteKey (0 before the first) and the IDs of
+	// the keys that the writes numbered after since changed. Numbers follow
+	// commit order: a write numbered n is visible to every read that starts
+	// after a Changes that returned Latest >= n. Complete is false when the
+	// store
 	// no longer keeps every write after since (it keeps a bounded number)
 	// or since is not a number it gave; the caller must then assume every
-	// key changed. RecordUse and InsertKey are not numbered: neither can
-	// stop a token verifying.
+	// key changed. RecordUse is not numbered: it cannot stop a token
+	// verifying.
 	Changes(ctx context.Context, since int64) (Changes, error)
 }
 

@@ -35,6 +35,11 @@ type Key struct {
 	// Undo revoked it) and LinkExpiresAt its expiry.
 	Link          LinkState
 	LinkExpiresAt time.Time
+	// RevokedTokenUsedAt is the latest time a deleted token of the key was
+	// presented to Verify (R16), written at most once a minute; zero if
+	// never. An integration still uses a token deleted on the renewal
+	// before it.
+	RevokedTokenUsedAt time.Time
 }
 
 // TokenInfo describes a token without revealing it.
@@ -138,6 +143,10 @@ func (m *Manager) CreateKey(ctx context.Context, spec KeySpec) (*Key, *ShareLink
 	if err := spec.validate(); err != nil {
 		return nil, nil, err
 	}
+	actor, err := actorOf(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
 	for attempt := 1; ; attempt++ {
 		id, err := newKeyID(m.cfg.keyIDPrefix)
 		if err != nil {
@@ -149,6 +158,7 @@ func (m *Manager) CreateKey(ctx context.Context, spec KeySpec) (*Key, *ShareLink
 		if err != nil {
 			return nil, nil, err
 		}
+		rec.Event = event(Event{Type: EventKeyCreated}, actor, &rec, now)
 		err = m.store.InsertKey(ctx, &rec)
 		switch {
 		case errors.Is(err, ErrOutcomeUnknown):
@@ -237,7 +247,10 @@ func (m *Manager) Verify(ctx context.Context, keyID, token string) (*Key, error)
 	}
 	used := matchingToken(rec, digest, now)
 	if used == nil || !known {
-		return nil, ErrInvalidCredentials
+		if !known {
+			rec = nil
+		}
+		return nil, m.refused(ctx, keyID, rec, digest, now)
 	}
 	if !rec.Active {
 		return nil, ErrKeyInactive
@@ -314,7 +327,11 @@ func (m *Manager) Deactivate(ctx context.Context, id string) error {
 }
 
 func (m *Manager) setActive(ctx context.Context, id string, active bool) error {
-	return m.update(ctx, m.keyLoader(id), func(rec *KeyRecord, _ time.Time) error {
+	tmpl := Event{Type: EventKeyDeactivated}
+	if active {
+		tmpl.Type = EventKeyActivated
+	}
+	return m.update(ctx, m.keyLoader(id), tmpl, func(rec *KeyRecord, _ time.Time) error {
 		if rec.Active == active {
 			return errUnchanged
 		}
@@ -331,10 +348,16 @@ func (m *Manager) DeleteKey(ctx context.Context, id string) error {
 	if !validKeyID(id) {
 		return ErrKeyNotFound
 	}
-	err := m.store.DeleteKey(ctx, id)
+	actor, err := actorOf(ctx)
+	if err != nil {
+		return err
+	}
+	err = m.store.DeleteKey(ctx, id, event(Event{Type: EventKeyDeleted}, actor, &KeyRecord{ID: id}, m.now()))
 	m.forget(id)
 	if errors.Is(err, ErrOutcomeUnknown) {
-		return m.settleDelete(ctx, id, err)
+		err = m.settleDelete(ctx, id, err)
+		m.forget(id) // as in update
+		return err
 	}
 	if err != nil {
 		return storeError("delete key", err)
@@ -374,7 +397,11 @@ func (m *Manager) linkLoader(lookup Digest) loader {
 // otherwise load and apply again. Each retry follows another caller's
 // successful write, so a retry always makes progress. change returns a rule
 // error to abort without writing, or errUnchanged to succeed without one.
-func (m *Manager) update(ctx context.Context, load loader, change func(rec *KeyRecord, now time.Time) error) error {
+func (m *Manager) update(ctx context.Context, load loader, tmpl Event, change func(rec *KeyRecord, now time.Time) error) error {
+	actor, err := actorOf(ctx)
+	if err != nil {
+		return err
+	}
 	for attempt := 1; ; attempt++ {
 		rec, err := load(ctx)
 		if err != nil {
@@ -394,10 +421,16 @@ func (m *Manager) update(ctx context.Context, load loader, change func(rec *KeyR
 		// Any write also wipes a sealed token that can no longer be
 		// redeemed, rather than leave it for PurgeExpired.
 		wipeExpiredLink(&rec, now)
+		rec.Revoked = m.revokedBy(&loaded, &rec, now)
+		rec.Event = event(tmpl, actor, &rec, now)
 		err = m.store.UpdateKey(ctx, &rec)
 		m.forget(rec.ID)
 		if errors.Is(err, ErrOutcomeUnknown) {
-			return m.settleUpdate(ctx, &loaded, &rec, err)
+			err = m.settleUpdate(ctx, &loaded, &rec, err)
+			// A lost write that landed while it was settled may have let
+			// a Verify here cache the key as it was before: forget again.
+			m.forget(rec.ID)
+			return err
 		}
 		retry := errors.Is(err, ErrConflict) || errors.Is(err, ErrKeyNotFound) // the next load tells which
 		if retry && attempt < maxUpdateAttempts && ctx.Err() == nil {
@@ -447,6 +480,7 @@ func (m *Manager) key(rec *KeyRecord, now time.Time) *Key {
 	if rec.HasLink {
 		key.LinkExpiresAt = rec.Link.ExpiresAt
 	}
+	key.RevokedTokenUsedAt = rec.RevokedTokenUsedAt
 	if hasOld(rec, now) {
 		key.OldToken = &TokenInfo{CreatedAt: rec.Old.CreatedAt, LastUsedAt: rec.Old.LastUsedAt, ExpiresAt: rec.Old.ExpiresAt}
 	}

@@ -42,7 +42,7 @@ func accountFlag(fs *flag.FlagSet) {
 
 func renewFlags(fs *flag.FlagSet) {
 	fs.String("old", "later", "what happens to the previous token: later (it verifies until delete-old) or now (deleted at once)")
-	fs.Duration("old-ttl", 0, "delete the old token automatically after this long (needs a newer tokens library; only 0 works)")
+	fs.Duration("old-ttl", 0, "with -old later, the old token stops verifying by itself after this long (0: when you delete it)")
 }
 
 func yesFlag(fs *flag.FlagSet) {
@@ -160,9 +160,7 @@ func runRenew(ctx context.Context, c *cli, m *manager, fs *flag.FlagSet, args []
 	//	opts.OldTokenTTL = ttl
 	// and let Renew refuse a negative TTL or one with -old now
 	// (ErrInvalidOption, exit status 1).
-	if ttl := flagValue(fs, "old-ttl").Get().(time.Duration); ttl != 0 {
-		return usagef("-old-ttl needs a newer tokens library (scheduled expiry of the old token); only 0 works")
-	}
+	opts.OldTokenTTL = flagValue(fs, "old-ttl").Get().(time.Duration)
 	link, err := m.Renew(ctx, id, opts)
 	if err != nil {
 		return err
@@ -278,10 +276,9 @@ func verdict(err error) string {
 	switch {
 	case err == nil:
 		return "valid"
-	// R16: when tokens.ErrTokenRevoked lands, this is the one spot to add
-	// (before ErrInvalidCredentials, which a revoked token also matches):
-	//	case errors.Is(err, tokens.ErrTokenRevoked):
-	//		return "revoked"
+	// Before ErrInvalidCredentials, which a revoked token also matches.
+	case errors.Is(err, tokens.ErrTokenRevoked):
+		return "revoked"
 	case errors.Is(err, tokens.ErrInvalidCredentials):
 		return "invalid"
 	case errors.Is(err, tokens.ErrKeyInactive):

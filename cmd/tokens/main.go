@@ -214,9 +214,7 @@ func (c *cli) configure(cmd *command, alertAfter, linkTTL string) error {
 
 // withActor names who acts in ctx, for the audit trail (R17).
 func withActor(ctx context.Context, actor string) context.Context {
-	// R17: when the audit trail lands, this is the one line to change:
-	//	return tokens.WithActor(ctx, actor)
-	return ctx
+	return tokens.WithActor(ctx, actor)
 }
 
 // validActor refuses actor names that would spoof an audit screen, with
@@ -293,7 +291,7 @@ Global flags (a variable named beside a flag sets its default):
                      create and renew
   -json              machine output on stdout
   -actor NAME        who acts (default: the OS user); recorded in the audit
-                     trail once the library has one, checked until then
+                     trail of every change
   -alert-after N     TOKENS_ALERT_AFTER: renewal alert period in months
                      (default 3); use the services' value
   -link-ttl D        TOKENS_LINK_TTL: how long a new link opens (default 24h)

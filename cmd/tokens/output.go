@@ -76,9 +76,7 @@ type linkStateJSON struct {
 // oldExpiry is when the old token stops verifying on its own; zero for
 // none.
 func oldExpiry(old *tokens.TokenInfo) time.Time {
-	// R14: when TokenInfo.ExpiresAt lands, this is the one line to change:
-	//	return old.ExpiresAt
-	return time.Time{}
+	return old.ExpiresAt
 }
 
 func optionalTime(t time.Time) *time.Time {

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -25,10 +26,21 @@ type Store struct {
 	byLink    map[tokens.Digest]string
 	byAccount map[string]map[string]struct{}
 
-	// seq numbers the writes of UpdateKey and DeleteKey; changed holds the
-	// key IDs of the latest of them, oldest first (tokens.ChangeLog).
+	// seq numbers the writes of InsertKey, UpdateKey and DeleteKey;
+	// changed holds the key IDs of the latest of them, oldest first
+	// (tokens.ChangeLog).
 	seq     int64
 	changed []string
+
+	// revoked are the deleted tokens each key remembers (R16); events the
+	// audit trail, oldest first, each numbered by its write's seq (R17).
+	revoked map[string][]tokens.RevokedToken
+	events  []numberedEvent
+}
+
+type numberedEvent struct {
+	seq int64
+	ev  tokens.Event
 }
 
 // keptChanges is how many numbered writes Changes can report: a reader
@@ -47,6 +59,7 @@ func New() *Store {
 		keys:      make(map[string]*tokens.KeyRecord),
 		byLink:    make(map[tokens.Digest]string),
 		byAccount: make(map[string]map[string]struct{}),
+		revoked:   make(map[string][]tokens.RevokedToken),
 	}
 }
 
@@ -67,6 +80,7 @@ func (s *Store) InsertKey(ctx context.Context, rec *tokens.KeyRecord) error {
 	}
 	rec.Version = 1
 	s.put(stored(rec))
+	s.logChange(rec.ID, rec.Event)
 	return nil
 }
 
@@ -149,13 +163,17 @@ func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
 	next.Version = prev.Version + 1
 	s.remove(prev)
 	s.put(next)
-	s.logChange(rec.ID)
+	for _, r := range rec.Revoked {
+		r.RevokedAt = utc(r.RevokedAt)
+		s.revoked[rec.ID] = append(s.revoked[rec.ID], r)
+	}
+	s.logChange(rec.ID, rec.Event)
 	rec.Version = next.Version
 	return nil
 }
 
 // DeleteKey implements tokens.Store.
-func (s *Store) DeleteKey(ctx context.Context, id string) error {
+func (s *Store) DeleteKey(ctx context.Context, id string, ev *tokens.Event) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -166,8 +184,93 @@ func (s *Store) DeleteKey(ctx context.Context, id string) error {
 		return fmt.Errorf("memstore: delete key: %w", tokens.ErrKeyNotFound)
 	}
 	s.remove(prev)
-	s.logChange(id)
+	delete(s.revoked, id)
+	if ev != nil {
+		withAccount := *ev
+		withAccount.Account = prev.Account
+		ev = &withAccount
+	}
+	s.logChange(id, ev)
 	return nil
+}
+
+// RevokedToken implements tokens.Store.
+func (s *Store) RevokedToken(ctx context.Context, id string, digest tokens.Digest) (tokens.RevokedToken, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return tokens.RevokedToken{}, false, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, r := range s.revoked[id] {
+		if r.Digest == digest {
+			return r, true, nil
+		}
+	}
+	return tokens.RevokedToken{}, false, nil
+}
+
+// PurgeRevoked implements tokens.Store.
+func (s *Store) PurgeRevoked(ctx context.Context, cutoff time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, list := range s.revoked {
+		kept := slices.DeleteFunc(slices.Clone(list), func(r tokens.RevokedToken) bool { return !r.RevokedAt.After(cutoff) })
+		n += len(list) - len(kept)
+		if len(kept) == 0 {
+			delete(s.revoked, id)
+		} else {
+			s.revoked[id] = kept
+		}
+	}
+	return n, nil
+}
+
+// Events implements tokens.Store. A Cursor is the decimal number of the
+// event's write.
+func (s *Store) Events(ctx context.Context, q tokens.EventQuery) ([]tokens.Event, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var after int64
+	if q.After != "" {
+		n, err := strconv.ParseInt(q.After, 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("memstore: events: %w", tokens.ErrInvalidCursor)
+		}
+		after = n
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	start, _ := slices.BinarySearchFunc(s.events, after+1, func(e numberedEvent, seq int64) int { return cmp.Compare(e.seq, seq) })
+	out := []tokens.Event{}
+	for _, e := range s.events[start:] {
+		if len(out) >= q.Limit {
+			break
+		}
+		if (q.KeyID == "" || e.ev.KeyID == q.KeyID) && (q.Account == "" || e.ev.Account == q.Account) {
+			ev := e.ev
+			ev.Cursor = strconv.FormatInt(e.seq, 10)
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+// PurgeEvents implements tokens.Store.
+func (s *Store) PurgeEvents(ctx context.Context, before time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	kept := slices.DeleteFunc(slices.Clone(s.events), func(e numberedEvent) bool { return e.ev.At.Before(before) })
+	n := len(s.events) - len(kept)
+	s.events = kept
+	return n, nil
 }
 
 // Changes implements tokens.ChangeLog.
@@ -185,13 +288,19 @@ func (s *Store) Changes(ctx context.Context, since int64) (tokens.Changes, error
 	return tokens.Changes{Latest: s.seq, Keys: keys, Complete: true}, nil
 }
 
-// logChange numbers a write of key id; the caller holds s.mu.
-func (s *Store) logChange(id string) {
+// logChange numbers a write of key id and appends its event, if any; the
+// caller holds s.mu.
+func (s *Store) logChange(id string, ev *tokens.Event) {
 	s.seq++
 	if len(s.changed) == keptChanges {
 		s.changed = slices.Delete(s.changed, 0, keptChanges/2)
 	}
 	s.changed = append(s.changed, id)
+	if ev != nil {
+		e := *ev
+		e.Cursor, e.At = "", utc(e.At)
+		s.events = append(s.events, numberedEvent{seq: s.seq, ev: e})
+	}
 }
 
 // RecordUse implements tokens.Store.
@@ -285,7 +394,9 @@ func clone(rec *tokens.KeyRecord) tokens.KeyRecord {
 // that nothing the caller holds aliases stored state.
 func stored(rec *tokens.KeyRecord) *tokens.KeyRecord {
 	c := *rec
+	c.Revoked, c.Event = nil, nil // kept apart, not in the record
 	c.CreatedAt = utc(c.CreatedAt)
+	c.RevokedTokenUsedAt = utc(c.RevokedTokenUsedAt)
 	c.Current = storedToken(c.Current)
 	if c.HasOld {
 		c.Old = storedToken(c.Old)

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 )
@@ -21,6 +22,12 @@ type dialect interface {
 	// isUniqueViolation reports whether err is a unique or primary key
 	// violation.
 	isUniqueViolation(err error) bool
+	// isConflict reports whether err is the database giving up on a
+	// transaction that met another (a serialization failure or a
+	// deadlock), which the Manager retries like a lost compare-and-swap.
+	isConflict(err error) bool
+	// txOptions are the options of every transaction of the store.
+	txOptions() *sql.TxOptions
 	// inMigrationTx runs fn in a transaction that no other migration of
 	// the database runs beside, committed if fn returns nil.
 	inMigrationTx(ctx context.Context, s *Store, fn func(tx execQuerier) error) error
@@ -46,6 +53,15 @@ const (
 	insertChange
 	trimChanges
 	selectChanges
+	insertRevoked
+	deleteRevoked
+	selectRevoked
+	purgeRevoked
+	insertEvent
+	selectEvents
+	selectKeyEvents
+	selectAccountEvents
+	purgeEvents
 	numStmts
 )
 
@@ -56,19 +72,28 @@ var statements = [numStmts]struct {
 	name string
 	inTx bool
 }{
-	selectKey:       {name: "select key"},
-	selectKeyByLink: {name: "select key by link"},
-	selectKeys:      {name: "select keys"},
-	keyExists:       {name: "key exists", inTx: true},
-	insertKey:       {name: "insert key", inTx: true},
-	updateKey:       {name: "update key", inTx: true},
-	deleteKey:       {name: "delete key", inTx: true},
-	recordUse:       {name: "record use"},
-	expiredLinks:    {name: "expired links"},
-	countChange:     {name: "count change", inTx: true},
-	insertChange:    {name: "insert change", inTx: true},
-	trimChanges:     {name: "trim changes", inTx: true},
-	selectChanges:   {name: "select changes"},
+	selectKey:           {name: "select key"},
+	selectKeyByLink:     {name: "select key by link"},
+	selectKeys:          {name: "select keys"},
+	keyExists:           {name: "key exists", inTx: true},
+	insertKey:           {name: "insert key", inTx: true},
+	updateKey:           {name: "update key", inTx: true},
+	deleteKey:           {name: "delete key", inTx: true},
+	recordUse:           {name: "record use"},
+	expiredLinks:        {name: "expired links"},
+	countChange:         {name: "count change", inTx: true},
+	insertChange:        {name: "insert change", inTx: true},
+	trimChanges:         {name: "trim changes", inTx: true},
+	selectChanges:       {name: "select changes"},
+	insertRevoked:       {name: "insert revoked token", inTx: true},
+	deleteRevoked:       {name: "delete revoked tokens", inTx: true},
+	selectRevoked:       {name: "select revoked token"},
+	purgeRevoked:        {name: "purge revoked tokens"},
+	insertEvent:         {name: "insert event", inTx: true},
+	selectEvents:        {name: "select events"},
+	selectKeyEvents:     {name: "select events of a key"},
+	selectAccountEvents: {name: "select events of an account"},
+	purgeEvents:         {name: "purge events"},
 }
 
 // migrationStatements keep tokens_schema_migrations. They run unprepared,

@@ -29,6 +29,21 @@ func (postgres) isUniqueViolation(err error) bool {
 	return errors.As(err, &coded) && coded.SQLState() == "23505"
 }
 
+// isConflict: 40001 serialization_failure, 40P01 deadlock_detected.
+func (postgres) isConflict(err error) bool {
+	var coded interface{ SQLState() string }
+	return errors.As(err, &coded) && (coded.SQLState() == "40001" || coded.SQLState() == "40P01")
+}
+
+// txOptions asks for READ COMMITTED whatever the database's or role's
+// default_transaction_isolation: the change counter, which every write
+// updates, relies on a waiting UPDATE seeing the row its predecessor
+// committed; under REPEATABLE READ or SERIALIZABLE writers of different
+// keys would fail each other.
+func (postgres) txOptions() *sql.TxOptions {
+	return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
+}
+
 // inMigrationTx serialises migrations of the whole database with a
 // transaction-scoped advisory lock, whose number is an arbitrary constant
 // owned by this package.
@@ -55,7 +70,8 @@ func (postgres) migrationStatements() migrationStatements {
 const postgresKeyColumns = `SELECT id, account, name, active, created_at, version,
 	current_digest, current_created_at, current_last_used_at,
 	old_digest, old_created_at, old_last_used_at, old_expires_at,
-	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at
+	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at,
+	revoked_used_at
 FROM tokens_keys`
 
 var postgresQueries = [numStmts]string{
@@ -67,15 +83,16 @@ var postgresQueries = [numStmts]string{
 	insertKey: `INSERT INTO tokens_keys (id, account, name, active, created_at, version,
 	current_digest, current_created_at, current_last_used_at,
 	old_digest, old_created_at, old_last_used_at, old_expires_at,
-	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at)
-VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
+	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at,
+	revoked_used_at)
+VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
 	updateKey: `UPDATE tokens_keys SET name = $1, active = $2, version = version + 1,
 	current_digest = $3, current_created_at = $4, current_last_used_at = $5,
 	old_digest = $6, old_created_at = $7, old_last_used_at = $8, old_expires_at = $9,
 	link_digest = $10, link_sealed = $11, link_created_at = $12, link_expires_at = $13,
-	link_redeemed_at = $14, link_revoked_at = $15
-WHERE id = $16 AND version = $17`,
-	deleteKey: `DELETE FROM tokens_keys WHERE id = $1`,
+	link_redeemed_at = $14, link_revoked_at = $15, revoked_used_at = $16
+WHERE id = $17 AND version = $18`,
+	deleteKey: `DELETE FROM tokens_keys WHERE id = $1 RETURNING account`,
 
 	// $1 key, $2 token digest, $3 time of use, $4 stale before.
 	recordUse: `UPDATE tokens_keys SET
@@ -99,4 +116,21 @@ LIMIT $2`,
 	selectChanges: `SELECT c.seq, ch.key_id
 FROM tokens_change_counter c
 LEFT JOIN tokens_changes ch ON ch.seq > $1 AND ch.seq <= c.seq`,
+
+	insertRevoked: `INSERT INTO tokens_revoked (key_id, digest, revoked_at) VALUES ($1, $2, $3)
+ON CONFLICT (key_id, digest) DO NOTHING`,
+	deleteRevoked: `DELETE FROM tokens_revoked WHERE key_id = $1`,
+	selectRevoked: `SELECT revoked_at FROM tokens_revoked WHERE key_id = $1 AND digest = $2`,
+	purgeRevoked:  `DELETE FROM tokens_revoked WHERE revoked_at <= $1`,
+
+	insertEvent: `INSERT INTO tokens_events (seq, at, key_id, account, type, actor, policy, old_token_ttl)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+	selectEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+WHERE seq > $1 ORDER BY seq LIMIT $2`,
+	// $3: an account to keep, or '' for any.
+	selectKeyEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+WHERE key_id = $4 AND seq > $1 AND ($3 = '' OR account = $3) ORDER BY seq LIMIT $2`,
+	selectAccountEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+WHERE account = $3 AND seq > $1 ORDER BY seq LIMIT $2`,
+	purgeEvents: `DELETE FROM tokens_events WHERE at < $1`,
 }

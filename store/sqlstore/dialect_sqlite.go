@@ -36,6 +36,13 @@ func (sqlite) isUniqueViolation(err error) bool {
 	return strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
 
+// isConflict: SQLite has one writer at a time; a busy database waits for
+// the busy timeout and then fails, which is not a conflict to retry.
+func (sqlite) isConflict(error) bool { return false }
+
+// txOptions: SQLite's transactions are serializable already.
+func (sqlite) txOptions() *sql.TxOptions { return nil }
+
 // inMigrationTx takes the write lock at once (BEGIN IMMEDIATE), whatever
 // the DSN's _txlock: a deferred transaction that reads first could fail
 // to upgrade its lock when another process migrates concurrently.
@@ -99,7 +106,8 @@ func sqliteConn(ctx context.Context, db *sqlx.DB) (*sql.Conn, error) {
 const sqliteKeyColumns = `SELECT id, account, name, active, created_at, version,
 	current_digest, current_created_at, current_last_used_at,
 	old_digest, old_created_at, old_last_used_at, old_expires_at,
-	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at
+	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at,
+	revoked_used_at
 FROM tokens_keys`
 
 var sqliteQueries = [numStmts]string{
@@ -111,15 +119,16 @@ var sqliteQueries = [numStmts]string{
 	insertKey: `INSERT INTO tokens_keys (id, account, name, active, created_at, version,
 	current_digest, current_created_at, current_last_used_at,
 	old_digest, old_created_at, old_last_used_at, old_expires_at,
-	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at)
-VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at,
+	revoked_used_at)
+VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	updateKey: `UPDATE tokens_keys SET name = ?1, active = ?2, version = version + 1,
 	current_digest = ?3, current_created_at = ?4, current_last_used_at = ?5,
 	old_digest = ?6, old_created_at = ?7, old_last_used_at = ?8, old_expires_at = ?9,
 	link_digest = ?10, link_sealed = ?11, link_created_at = ?12, link_expires_at = ?13,
-	link_redeemed_at = ?14, link_revoked_at = ?15
-WHERE id = CAST(?16 AS TEXT) AND version = CAST(?17 AS INTEGER)`,
-	deleteKey: `DELETE FROM tokens_keys WHERE id = CAST(? AS TEXT)`,
+	link_redeemed_at = ?14, link_revoked_at = ?15, revoked_used_at = ?16
+WHERE id = CAST(?17 AS TEXT) AND version = CAST(?18 AS INTEGER)`,
+	deleteKey: `DELETE FROM tokens_keys WHERE id = CAST(? AS TEXT) RETURNING account`,
 
 	// ?1 key, ?2 token digest, ?3 time of use, ?4 stale before.
 	recordUse: `UPDATE tokens_keys SET
@@ -143,4 +152,22 @@ LIMIT ?`,
 	selectChanges: `SELECT c.seq, ch.key_id
 FROM tokens_change_counter c
 LEFT JOIN tokens_changes ch ON ch.seq > CAST(? AS INTEGER) AND ch.seq <= c.seq`,
+
+	insertRevoked: `INSERT INTO tokens_revoked (key_id, digest, revoked_at) VALUES (?, ?, ?)
+ON CONFLICT (key_id, digest) DO NOTHING`,
+	deleteRevoked: `DELETE FROM tokens_revoked WHERE key_id = CAST(? AS TEXT)`,
+	selectRevoked: `SELECT revoked_at FROM tokens_revoked WHERE key_id = CAST(? AS TEXT) AND digest = CAST(? AS BLOB)`,
+	purgeRevoked:  `DELETE FROM tokens_revoked WHERE revoked_at <= CAST(? AS INTEGER)`,
+
+	insertEvent: `INSERT INTO tokens_events (seq, at, key_id, account, type, actor, policy, old_token_ttl)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	selectEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+WHERE seq > CAST(?1 AS INTEGER) ORDER BY seq LIMIT ?2`,
+	// ?3: an account to keep, or '' for any.
+	selectKeyEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+WHERE key_id = CAST(?4 AS TEXT) AND seq > CAST(?1 AS INTEGER) AND (CAST(?3 AS TEXT) = '' OR account = CAST(?3 AS TEXT))
+ORDER BY seq LIMIT ?2`,
+	selectAccountEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+WHERE account = CAST(?3 AS TEXT) AND seq > CAST(?1 AS INTEGER) ORDER BY seq LIMIT ?2`,
+	purgeEvents: `DELETE FROM tokens_events WHERE at < CAST(? AS INTEGER)`,
 }

@@ -23,6 +23,8 @@ func (s *Store) fail(op string, err error) error {
 		return tokens.ErrKeyNotFound
 	case errors.Is(err, tokens.ErrConflict):
 		return fmt.Errorf("sqlstore: %s: %w", op, tokens.ErrConflict)
+	case s.d.isConflict(err) && !errors.Is(err, tokens.ErrOutcomeUnknown):
+		return fmt.Errorf("sqlstore: %s: %w (%w)", op, tokens.ErrConflict, err)
 	case s.d.isUniqueViolation(err):
 		return fmt.Errorf("sqlstore: %s: %w", op, tokens.ErrDuplicate)
 	}

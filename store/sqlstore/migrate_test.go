@@ -51,7 +51,7 @@ func TestMigrateFromReleasedSchema(t *testing.T) {
 				}
 
 				st := migrated(t, db)
-				requireSchemaVersions(t, db, 1, 2, 3)
+				requireSchemaVersions(t, db, 1, 2, 3, 4)
 				ctx := t.Context()
 				for _, rec := range want {
 					got, err := st.Key(ctx, rec.ID)
@@ -97,7 +97,7 @@ func TestMigrateFromReleasedSchema(t *testing.T) {
 				got1, err := st.Key(ctx, renewed.ID)
 				require.NoError(t, err)
 				require.Equal(t, renewed, got1)
-				require.NoError(t, st.DeleteKey(ctx, want[0].ID))
+				require.NoError(t, st.DeleteKey(ctx, want[0].ID, nil))
 				requireWorks(t, st)
 			})
 		}

@@ -222,7 +222,7 @@ func nilContextStoreCalls(st tokens.Store, rec tokens.KeyRecord) map[string]erro
 	_, errs["KeyByLink"] = st.KeyByLink(ctx, rec.Link.Digest)
 	_, errs["Keys"] = st.Keys(ctx, rec.Account)
 	errs["UpdateKey"] = st.UpdateKey(ctx, &again)
-	errs["DeleteKey"] = st.DeleteKey(ctx, rec.ID)
+	errs["DeleteKey"] = st.DeleteKey(ctx, rec.ID, nil)
 	errs["RecordUse"] = st.RecordUse(ctx, rec.ID, rec.Current.Digest, now, now)
 	_, errs["ExpiredLinks"] = st.ExpiredLinks(ctx, now, 10)
 	return errs
@@ -339,8 +339,8 @@ func (s *lossyStore) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error
 	return s.write(rec, func(rec *tokens.KeyRecord) error { return s.Store.UpdateKey(ctx, rec) })
 }
 
-func (s *lossyStore) DeleteKey(ctx context.Context, id string) error {
-	return s.write(nil, func(*tokens.KeyRecord) error { return s.Store.DeleteKey(ctx, id) })
+func (s *lossyStore) DeleteKey(ctx context.Context, id string, ev *tokens.Event) error {
+	return s.write(nil, func(*tokens.KeyRecord) error { return s.Store.DeleteKey(ctx, id, ev) })
 }
 
 // TestLostCommitOutcomes loses the answer of a real write on each backend,

@@ -13,7 +13,7 @@ import (
 // with forUpdate those of updateKey, whose WHERE clause takes the ID and
 // the expected version last.
 func keyArgs(d dialect, rec *tokens.KeyRecord, forUpdate bool) []any {
-	args := make([]any, 0, 18)
+	args := make([]any, 0, 19)
 	if !forUpdate {
 		args = append(args, rec.ID, rec.Account)
 	}
@@ -40,6 +40,7 @@ func keyArgs(d dialect, rec *tokens.KeyRecord, forUpdate bool) []any {
 	} else {
 		args = append(args, nil, nil, nil, nil, nil, nil)
 	}
+	args = append(args, nullTime(d, rec.RevokedTokenUsedAt))
 	if forUpdate {
 		args = append(args, rec.ID, rec.Version)
 	}
@@ -86,6 +87,7 @@ var keyScanners = sync.Pool{New: func() any {
 		&k.old, (*timeColumn)(&rec.Old.CreatedAt), (*timeColumn)(&rec.Old.LastUsedAt), (*timeColumn)(&rec.Old.ExpiresAt),
 		&k.link, &rec.Link.Sealed, (*timeColumn)(&rec.Link.CreatedAt), (*timeColumn)(&rec.Link.ExpiresAt),
 		(*timeColumn)(&rec.Link.RedeemedAt), (*timeColumn)(&rec.Link.RevokedAt),
+		(*timeColumn)(&rec.RevokedTokenUsedAt),
 	}
 	return k
 }}

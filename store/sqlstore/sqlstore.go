@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -57,12 +58,14 @@ func (s *Store) Close() error {
 	return s.closeStatements()
 }
 
-// InsertKey implements tokens.Store with one INSERT, in a transaction of
-// its own so that only a failed COMMIT leaves its outcome unknown.
+// InsertKey implements tokens.Store: in one transaction, the INSERT of the
+// key's row, then logChange with its event.
 func (s *Store) InsertKey(ctx context.Context, rec *tokens.KeyRecord) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, insertKey, keyArgs(s.d, rec, false)...)
-		return err
+		if _, err := s.exec(ctx, tx, insertKey, keyArgs(s.d, rec, false)...); err != nil {
+			return err
+		}
+		return s.logChange(ctx, tx, rec.ID, rec.Event)
 	})
 	if err != nil {
 		return s.fail("insert key", err)
@@ -125,7 +128,8 @@ func (s *Store) keys(ctx context.Context, account string) ([]tokens.KeyRecord, e
 }
 
 // UpdateKey implements tokens.Store: in one transaction, an UPDATE of the
-// key's row on its version (compare-and-swap), then logChange.
+// key's row on its version (compare-and-swap), an INSERT of each token it
+// revokes, then logChange with its event.
 func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		n, err := s.exec(ctx, tx, updateKey, keyArgs(s.d, rec, true)...)
@@ -135,7 +139,12 @@ func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
 		if n == 0 {
 			return s.conflictOrMissing(ctx, tx, rec.ID)
 		}
-		return s.logChange(ctx, tx, rec.ID)
+		for _, r := range rec.Revoked {
+			if _, err := s.exec(ctx, tx, insertRevoked, rec.ID, r.Digest[:], s.d.time(r.RevokedAt)); err != nil {
+				return err
+			}
+		}
+		return s.logChange(ctx, tx, rec.ID, rec.Event)
 	})
 	if err != nil {
 		return s.fail("update key", err)
@@ -158,17 +167,27 @@ func (s *Store) conflictOrMissing(ctx context.Context, tx *sql.Tx, id string) er
 }
 
 // DeleteKey implements tokens.Store: in one transaction, a DELETE of the
-// key's row, which holds its tokens and link, then logChange.
-func (s *Store) DeleteKey(ctx context.Context, id string) error {
+// key's row, which holds its tokens and link, and of its revoked tokens,
+// then logChange with ev.
+func (s *Store) DeleteKey(ctx context.Context, id string, ev *tokens.Event) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		n, err := s.exec(ctx, tx, deleteKey, id)
-		if err == nil && n == 0 {
-			err = tokens.ErrKeyNotFound
-		}
+		stmt, err := s.txStmt(ctx, tx, deleteKey)
 		if err != nil {
 			return err
 		}
-		return s.logChange(ctx, tx, id)
+		var account string
+		if err := stmt.QueryRowContext(ctx, id).Scan(&account); err != nil {
+			return err // sql.ErrNoRows: no such key
+		}
+		if _, err := s.exec(ctx, tx, deleteRevoked, id); err != nil {
+			return err
+		}
+		if ev != nil {
+			withAccount := *ev
+			withAccount.Account = account
+			ev = &withAccount
+		}
+		return s.logChange(ctx, tx, id, ev)
 	})
 	if err != nil {
 		return s.fail("delete key", err)
@@ -220,11 +239,11 @@ const (
 	trimEvery   = 1_000
 )
 
-// logChange numbers the write of key id in tx. It is the transaction's
-// last statement: the counter's row lock, held until COMMIT, is the last
+// logChange numbers the write of key id in tx and appends its event, if
+// any, under the same number. It comes last in the transaction: the counter's row lock, held until COMMIT, is the last
 // lock every writer takes, so writers never wait for each other in a
 // cycle, and numbers commit in order.
-func (s *Store) logChange(ctx context.Context, tx *sql.Tx, id string) error {
+func (s *Store) logChange(ctx context.Context, tx *sql.Tx, id string, ev *tokens.Event) error {
 	stmt, err := s.txStmt(ctx, tx, countChange)
 	if err != nil {
 		return err
@@ -235,6 +254,13 @@ func (s *Store) logChange(ctx context.Context, tx *sql.Tx, id string) error {
 	}
 	if _, err := s.exec(ctx, tx, insertChange, seq, id); err != nil {
 		return err
+	}
+	if ev != nil {
+		_, err := s.exec(ctx, tx, insertEvent, seq, s.d.time(ev.At), ev.KeyID, ev.Account,
+			string(ev.Type), ev.Actor, int64(ev.Policy), int64(ev.OldTokenTTL))
+		if err != nil {
+			return err
+		}
 	}
 	if seq%trimEvery == 0 {
 		_, err = s.exec(ctx, tx, trimChanges, seq-keptChanges)
@@ -274,4 +300,90 @@ func (s *Store) changes(ctx context.Context, since int64) (tokens.Changes, error
 	// Every number after since is there, unless trimmed: then fewer are.
 	changes.Complete = since >= 0 && since <= changes.Latest && int64(len(changes.Keys)) == changes.Latest-since
 	return changes, nil
+}
+
+// RevokedToken implements tokens.Store with one prepared SELECT.
+func (s *Store) RevokedToken(ctx context.Context, id string, digest tokens.Digest) (tokens.RevokedToken, bool, error) {
+	stmt, err := s.stmt(ctx, selectRevoked)
+	if err != nil {
+		return tokens.RevokedToken{}, false, s.fail("revoked token", err)
+	}
+	var at timeColumn
+	err = stmt.QueryRowContext(ctx, id, digest[:]).Scan(&at)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return tokens.RevokedToken{}, false, nil
+	case err != nil:
+		return tokens.RevokedToken{}, false, s.fail("revoked token", err)
+	}
+	return tokens.RevokedToken{Digest: digest, RevokedAt: time.Time(at)}, true, nil
+}
+
+// PurgeRevoked implements tokens.Store with one DELETE.
+func (s *Store) PurgeRevoked(ctx context.Context, cutoff time.Time) (int, error) {
+	n, err := s.exec(ctx, nil, purgeRevoked, s.d.time(cutoff))
+	if err != nil {
+		return 0, s.fail("purge revoked tokens", err)
+	}
+	return int(n), nil
+}
+
+// Events implements tokens.Store with one prepared SELECT. A Cursor is the
+// decimal change number of the event's write, which numbers commit in
+// order (logChange).
+func (s *Store) Events(ctx context.Context, q tokens.EventQuery) ([]tokens.Event, error) {
+	var after int64
+	if q.After != "" {
+		n, err := strconv.ParseInt(q.After, 10, 64)
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("sqlstore: events: %w", tokens.ErrInvalidCursor)
+		}
+		after = n
+	}
+	events, err := s.events(ctx, q, after)
+	if err != nil {
+		return nil, s.fail("events", err)
+	}
+	return events, nil
+}
+
+func (s *Store) events(ctx context.Context, q tokens.EventQuery, after int64) ([]tokens.Event, error) {
+	id, args := selectEvents, []any{after, q.Limit}
+	switch {
+	case q.KeyID != "":
+		id, args = selectKeyEvents, append(args, q.Account, q.KeyID)
+	case q.Account != "":
+		id, args = selectAccountEvents, append(args, q.Account)
+	}
+	rows, err := s.query(ctx, nil, id, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	events := []tokens.Event{}
+	for rows.Next() {
+		var (
+			e           tokens.Event
+			seq         int64
+			typ         string
+			policy, ttl int64
+		)
+		err := rows.Scan(&seq, (*timeColumn)(&e.At), &e.KeyID, &e.Account, &typ, &e.Actor, &policy, &ttl)
+		if err != nil {
+			return nil, err
+		}
+		e.Cursor = strconv.FormatInt(seq, 10)
+		e.Type, e.Policy, e.OldTokenTTL = tokens.EventType(typ), tokens.OldTokenPolicy(policy), time.Duration(ttl)
+		events = append(events, e)
+	}
+	return events, rows.Err()
+}
+
+// PurgeEvents implements tokens.Store with one DELETE.
+func (s *Store) PurgeEvents(ctx context.Context, before time.Time) (int, error) {
+	n, err := s.exec(ctx, nil, purgeEvents, s.d.time(before))
+	if err != nil {
+		return 0, s.fail("purge events", err)
+	}
+	return int(n), nil
 }

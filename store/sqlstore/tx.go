@@ -33,7 +33,7 @@ func (s *Store) inUnpreparedTx(ctx context.Context, fn func(tx *sql.Tx) error) e
 	if ctx == nil {
 		return tokens.ErrNilContext
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := s.db.BeginTx(ctx, s.d.txOptions())
 	if err != nil {
 		return err
 	}

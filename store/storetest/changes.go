@@ -25,11 +25,14 @@ var changeLogTests = []test{
 		a := insert(t, st, NewRecord("a"))
 		insert(t, st, NewRecord("b"))
 		insert(t, st, NewRecord("c"))
-		require.Equal(t, base, changes(t, log, base).Latest, "InsertKey was numbered")
+		inserted := changes(t, log, base)
+		require.Equal(t, base+3, inserted.Latest, "InsertKey was not numbered")
+		require.ElementsMatch(t, []string{"a", "b", "c"}, inserted.Keys)
+		base = inserted.Latest
 
 		a.Name = "renamed"
 		update(t, st, a)
-		require.NoError(t, st.DeleteKey(ctx, "b"))
+		require.NoError(t, st.DeleteKey(ctx, "b", nil))
 		got := changes(t, log, base)
 		require.Equal(t, base+2, got.Latest)
 		require.True(t, got.Complete)
@@ -53,7 +56,7 @@ var changeLogTests = []test{
 		stale := a
 		update(t, st, a)
 		require.ErrorIs(t, st.UpdateKey(ctx, &stale), tokens.ErrConflict)
-		require.ErrorIs(t, st.DeleteKey(ctx, "missing"), tokens.ErrKeyNotFound)
+		require.ErrorIs(t, st.DeleteKey(ctx, "missing", nil), tokens.ErrKeyNotFound)
 		got := changes(t, log, base)
 		require.Equal(t, base+1, got.Latest)
 		require.Equal(t, []string{"a"}, got.Keys)

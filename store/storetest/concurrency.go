@@ -131,7 +131,7 @@ var concurrencyTests = []test{
 	{"OneDeleteWins", func(t *testing.T, st tokens.Store) {
 		insert(t, st, NewRecord("k1"))
 		errs := concurrently(contenders, func(int) error {
-			return st.DeleteKey(t.Context(), "k1")
+			return st.DeleteKey(t.Context(), "k1", nil)
 		})
 		requireOneWinner(t, errs, tokens.ErrKeyNotFound)
 		requireNoKey(t, st, "k1")

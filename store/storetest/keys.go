@@ -154,7 +154,7 @@ var keyByLinkTests = []test{
 	}},
 	{"AfterDeleteKey", func(t *testing.T, st tokens.Store) {
 		rec := insert(t, st, NewRecord("k1"))
-		require.NoError(t, st.DeleteKey(t.Context(), "k1"))
+		require.NoError(t, st.DeleteKey(t.Context(), "k1", nil))
 		requireNoLink(t, st, rec.Link.Digest)
 	}},
 	{"ReturnsACopy", func(t *testing.T, st tokens.Store) {
@@ -229,7 +229,7 @@ var deleteKeyTests = []test{
 		rec = insert(t, st, rec)
 		other := insert(t, st, NewRecord("k2"))
 
-		require.NoError(t, st.DeleteKey(t.Context(), "k1"))
+		require.NoError(t, st.DeleteKey(t.Context(), "k1", nil))
 		requireNoKey(t, st, "k1")
 		requireNoLink(t, st, rec.Link.Digest)
 		keys, err := st.Keys(t.Context(), rec.Account)
@@ -246,9 +246,9 @@ var deleteKeyTests = []test{
 	}},
 	{"NotFound", func(t *testing.T, st tokens.Store) {
 		rec := insert(t, st, NewRecord("k1"))
-		require.ErrorIs(t, st.DeleteKey(t.Context(), "k2"), tokens.ErrKeyNotFound)
-		require.NoError(t, st.DeleteKey(t.Context(), "k1"))
-		require.ErrorIs(t, st.DeleteKey(t.Context(), "k1"), tokens.ErrKeyNotFound)
+		require.ErrorIs(t, st.DeleteKey(t.Context(), "k2", nil), tokens.ErrKeyNotFound)
+		require.NoError(t, st.DeleteKey(t.Context(), "k1", nil))
+		require.ErrorIs(t, st.DeleteKey(t.Context(), "k1", nil), tokens.ErrKeyNotFound)
 		requireNoLink(t, st, rec.Link.Digest)
 	}},
 }

@@ -104,7 +104,7 @@ var updateKeyTests = []test{
 	}},
 	{"NotFound", func(t *testing.T, st tokens.Store) {
 		rec := insert(t, st, NewRecord("k1"))
-		require.NoError(t, st.DeleteKey(t.Context(), "k1"))
+		require.NoError(t, st.DeleteKey(t.Context(), "k1", nil))
 		err := st.UpdateKey(t.Context(), &rec)
 		require.ErrorIs(t, err, tokens.ErrKeyNotFound)
 		requireNoKey(t, st, "k1")
