@@ -77,6 +77,7 @@ type verifyCache struct {
 	log       ChangeLog
 	maxKeys   int
 	staleness time.Duration
+	observe   func(context.Context, Observation) // nil: no one listens
 
 	mu        sync.RWMutex
 	entries   map[string]*cachedKey
@@ -94,7 +95,7 @@ type cachedKey struct {
 	lastUsed [2]atomic.Int64 // Unix microseconds of current and old, or neverUsed
 }
 
-func newVerifyCache(store Store, cc *CacheConfig) (*verifyCache, error) {
+func newVerifyCache(store Store, cc *CacheConfig, observe func(context.Context, Observation)) (*verifyCache, error) {
 	log, ok := store.(ChangeLog)
 	if !ok {
 		return nil, invalidOption(fmt.Sprintf("WithVerifyCache: the store (%T) does not implement tokens.ChangeLog", store))
@@ -104,6 +105,7 @@ func newVerifyCache(store Store, cc *CacheConfig) (*verifyCache, error) {
 		maxKeys:   cc.MaxKeys,
 		staleness: cc.MaxStaleness,
 		entries:   make(map[string]*cachedKey),
+		observe:   observe,
 	}, nil
 }
 
@@ -164,6 +166,9 @@ func (c *verifyCache) check(ctx context.Context, start time.Time) bool {
 		c.mu.Unlock()
 
 		changes, err := c.log.Changes(ctx, since)
+		if err != nil && c.observe != nil {
+			c.observe(ctx, Observation{Op: "cache_check", Outcome: OutcomeError, Err: err})
+		}
 
 		c.mu.Lock()
 		c.checking = nil

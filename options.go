@@ -2,6 +2,7 @@ package tokens
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"time"
 )
@@ -23,6 +24,7 @@ type config struct {
 	// revokedRetention is how long deleted tokens are remembered (R16);
 	// 0: not at all.
 	revokedRetention time.Duration
+	observe          func(context.Context, Observation) // nil: no one listens
 }
 
 // sealingSecret is the secret new links are sealed under; nil if none.

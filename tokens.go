@@ -119,7 +119,7 @@ func NewManager(store Store, opts ...Option) (*Manager, error) {
 	}
 	m := &Manager{store: store, cfg: cfg}
 	if cfg.cache != nil {
-		cache, err := newVerifyCache(store, cfg.cache)
+		cache, err := newVerifyCache(store, cfg.cache, cfg.observe)
 		if err != nil {
 			return nil, err
 		}
@@ -136,9 +136,13 @@ func (m *Manager) ShareBaseURL() string {
 
 // CreateKey makes an active key with a current token and returns the share
 // link that reveals the token (R1).
-func (m *Manager) CreateKey(ctx context.Context, spec KeySpec) (*Key, *ShareLink, error) {
+func (m *Manager) CreateKey(ctx context.Context, spec KeySpec) (_ *Key, _ *ShareLink, err error) {
 	if ctx == nil {
 		return nil, nil, ErrNilContext
+	}
+	var id string
+	if m.cfg.observe != nil {
+		defer func() { m.observe(ctx, string(EventKeyCreated), id, err) }()
 	}
 	if err := spec.validate(); err != nil {
 		return nil, nil, err
@@ -148,7 +152,7 @@ func (m *Manager) CreateKey(ctx context.Context, spec KeySpec) (*Key, *ShareLink
 		return nil, nil, err
 	}
 	for attempt := 1; ; attempt++ {
-		id, err := newKeyID(m.cfg.keyIDPrefix)
+		id, err = newKeyID(m.cfg.keyIDPrefix)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -214,9 +218,13 @@ func (m *Manager) Keys(ctx context.Context, account string) ([]*Key, error) {
 // the store. ErrKeyInactive means the token is right but the key is
 // deactivated. A successful Verify records the token's LastUsedAt, at most
 // once a minute.
-func (m *Manager) Verify(ctx context.Context, keyID, token string) (*Key, error) {
+func (m *Manager) Verify(ctx context.Context, keyID, token string) (_ *Key, err error) {
 	if ctx == nil {
 		return nil, ErrNilContext
+	}
+	fromCache := false
+	if m.cfg.observe != nil {
+		defer func() { m.observeVerify(ctx, keyID, fromCache, err) }()
 	}
 	if !wellFormedToken(token) {
 		return nil, ErrMalformedToken
@@ -230,6 +238,7 @@ func (m *Manager) Verify(ctx context.Context, keyID, token string) (*Key, error)
 	if m.cache != nil {
 		key, hit, g, err := m.verifyCached(ctx, keyID, digest, now)
 		if hit {
+			fromCache = err == nil
 			return key, err
 		}
 		gen = g
@@ -341,9 +350,12 @@ func (m *Manager) setActive(ctx context.Context, id string, active bool) error {
 }
 
 // DeleteKey deletes the key with its tokens and link, irreversibly (R11).
-func (m *Manager) DeleteKey(ctx context.Context, id string) error {
+func (m *Manager) DeleteKey(ctx context.Context, id string) (err error) {
 	if ctx == nil {
 		return ErrNilContext
+	}
+	if m.cfg.observe != nil {
+		defer func() { m.observe(ctx, string(EventKeyDeleted), id, err) }()
 	}
 	if !validKeyID(id) {
 		return ErrKeyNotFound
@@ -397,7 +409,14 @@ func (m *Manager) linkLoader(lookup Digest) loader {
 // otherwise load and apply again. Each retry follows another caller's
 // successful write, so a retry always makes progress. change returns a rule
 // error to abort without writing, or errUnchanged to succeed without one.
-func (m *Manager) update(ctx context.Context, load loader, tmpl Event, change func(rec *KeyRecord, now time.Time) error) error {
+func (m *Manager) update(ctx context.Context, load loader, tmpl Event, change func(rec *KeyRecord, now time.Time) error) (err error) {
+	op, id := string(tmpl.Type), ""
+	if op == "" {
+		op = "purge_expired"
+	}
+	if m.cfg.observe != nil {
+		defer func() { m.observe(ctx, op, id, err) }()
+	}
 	actor, err := actorOf(ctx)
 	if err != nil {
 		return err
@@ -407,6 +426,7 @@ func (m *Manager) update(ctx context.Context, load loader, tmpl Event, change fu
 		if err != nil {
 			return storeError("load key", err)
 		}
+		id = rec.ID
 		loaded := rec
 		now := m.now()
 		// An old token past its scheduled end is gone (R14): every change
@@ -434,6 +454,9 @@ func (m *Manager) update(ctx context.Context, load loader, tmpl Event, change fu
 		}
 		retry := errors.Is(err, ErrConflict) || errors.Is(err, ErrKeyNotFound) // the next load tells which
 		if retry && attempt < maxUpdateAttempts && ctx.Err() == nil {
+			if m.cfg.observe != nil {
+				m.cfg.observe(ctx, Observation{Op: op, Outcome: OutcomeConflictRetried, KeyID: rec.ID})
+			}
 			continue
 		}
 		if err != nil {

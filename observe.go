@@ -1,0 +1,121 @@
+package tokens
+
+import (
+	"context"
+	"errors"
+)
+
+// An Observation is one thing a Manager did, for the application's
+// metrics and logs (WithObserver). It never holds a secret: KeyID is
+// public, and errors never carry tokens or link IDs (S4).
+type Observation struct {
+	// Op is what was done: "verify", the EventType of a change
+	// ("key_created", "token_renewed", "link_redeemed", "link_revoked",
+	// "old_token_deleted", "renewal_undone", "key_activated",
+	// "key_deactivated", "key_deleted", "revoked_token_used"),
+	// "purge_expired", or "cache_check" (the verification cache asking the
+	// store which keys changed).
+	Op string
+	// Outcome is how it ended, one of the Outcome constants.
+	Outcome Outcome
+	// KeyID is the key concerned, as the caller gave it; empty for
+	// cache_check.
+	KeyID string
+	// Cached is true for a Verify accepted from the verification cache;
+	// with the cache on, a Verify with Cached false is a miss.
+	Cached bool
+	// Err is the error returned, for every outcome but OutcomeOK and
+	// OutcomeConflictRetried.
+	Err error
+}
+
+// Outcome says how an Observation ended.
+type Outcome string
+
+// Outcomes. Verify ends in OutcomeOK or one of the Verify outcomes; a
+// change in OutcomeOK, OutcomeRefused or OutcomeError, and reports each
+// compare-and-swap it retries as OutcomeConflictRetried.
+const (
+	OutcomeOK = Outcome("ok")
+	// OutcomeRefused: a rule refused the call (ErrRenewalPending,
+	// ErrLinkUsed, ErrKeyNotFound, ...): the caller's doing, not a fault.
+	OutcomeRefused = Outcome("refused")
+	// OutcomeError: the store failed, or the outcome stayed unknown (R18).
+	OutcomeError = Outcome("error")
+	// OutcomeConflictRetried: another writer changed the key between the
+	// read and the write of a change, which is retried.
+	OutcomeConflictRetried = Outcome("conflict_retried")
+
+	OutcomeInvalid   = Outcome("invalid")   // Verify: unknown key or wrong token
+	OutcomeMalformed = Outcome("malformed") // Verify: not a token at all
+	OutcomeInactive  = Outcome("inactive")  // Verify: right token, deactivated key
+	OutcomeRevoked   = Outcome("revoked")   // Verify: a deleted token (R16)
+)
+
+// WithObserver makes the Manager call f with an Observation for each
+// Verify, each change and each retry, on the calling goroutine: the one
+// place to count verify outcomes, renewals, redemptions, conflicts and
+// store errors, and the cache's hits and misses, with log/slog,
+// Prometheus or OpenTelemetry, none of which the library imports. f must
+// be quick and safe for concurrent use; a counter keyed by Op and Outcome
+// is the usual shape. Without it, nothing is called.
+func WithObserver(f func(ctx context.Context, o Observation)) Option {
+	return func(cfg *config) error {
+		if f == nil {
+			return invalidOption("WithObserver: function is nil")
+		}
+		cfg.observe = f
+		return nil
+	}
+}
+
+// observe reports what op on key id ended with, if an observer listens.
+func (m *Manager) observe(ctx context.Context, op, id string, err error) {
+	if m.cfg.observe == nil {
+		return
+	}
+	outcome := OutcomeError
+	switch {
+	case err == nil:
+		outcome = OutcomeOK
+	case isRuleError(err):
+		outcome = OutcomeRefused
+	}
+	m.cfg.observe(ctx, Observation{Op: op, Outcome: outcome, KeyID: id, Err: err})
+}
+
+// observeVerify reports the outcome of a Verify.
+func (m *Manager) observeVerify(ctx context.Context, id string, cached bool, err error) {
+	var outcome Outcome
+	switch {
+	case err == nil:
+		outcome = OutcomeOK
+	case errors.Is(err, ErrMalformedToken):
+		outcome = OutcomeMalformed
+	case errors.Is(err, ErrTokenRevoked):
+		outcome = OutcomeRevoked
+	case errors.Is(err, ErrInvalidCredentials):
+		outcome = OutcomeInvalid
+	case errors.Is(err, ErrKeyInactive):
+		outcome = OutcomeInactive
+	default:
+		outcome = OutcomeError
+	}
+	m.cfg.observe(ctx, Observation{Op: "verify", Outcome: outcome, KeyID: id, Cached: cached, Err: err})
+}
+
+// ruleErrors are the refusals of the rules: the caller's doing.
+var ruleErrors = []error{
+	ErrKeyNotFound, ErrRenewalPending, ErrOldTokenPending, ErrNoOldToken, ErrUndoUnavailable,
+	ErrInvalidLink, ErrLinkNotFound, ErrLinkUsed, ErrLinkExpired, ErrNoPendingLink, ErrLinkSealed,
+	ErrInvalidKeySpec, ErrInvalidOption, ErrInvalidCursor, ErrNilContext,
+}
+
+func isRuleError(err error) bool {
+	for _, rule := range ruleErrors {
+		if errors.Is(err, rule) {
+			return true
+		}
+	}
+	return false
+}
