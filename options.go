@@ -190,15 +190,3 @@ func WithRevokedTokenRetention(d time.Duration) Option {
 func invalidOption(msg string) error {
 	return fmt.Errorf("%w: %s", ErrInvalidOption, msg)
 }
-
-func validPrefix(p string) bool {
-	if len(p) < 1 || len(p) > 16 || p[0] < 'a' || p[0] > 'z' {
-		return false
-	}
-	for i := 1; i < len(p); i++ {
-		if c := p[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			return false
-		}
-	}
-	return true
-}

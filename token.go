@@ -213,3 +213,17 @@ func tokenDigest(token string) Digest {
 	}
 	return sha256.Sum256(buf[:copy(buf[:], token)])
 }
+
+// validPrefix reports whether p can start a token or key ID: 1 to 16
+// characters, a lowercase letter followed by lowercase letters and digits.
+func validPrefix(p string) bool {
+	if len(p) < 1 || len(p) > 16 || p[0] < 'a' || p[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(p); i++ {
+		if c := p[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
