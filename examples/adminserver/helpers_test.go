@@ -105,7 +105,7 @@ func newSite(t *testing.T, browserCtx context.Context, fronts ...func(http.Handl
 	// The server needs its origin before it serves: the unstarted server
 	// already listens, so its address is known.
 	srv := httptest.NewUnstartedServer(nil)
-	handler, err := newServer(t.Context(), db, "http://"+srv.Listener.Addr().String(), "acme", clk)
+	handler, err := newServer(t.Context(), db, "http://"+srv.Listener.Addr().String(), config{account: "acme"}, clk)
 	if err != nil {
 		srv.Close()
 		t.Fatalf("newServer: %v", err)
@@ -239,13 +239,15 @@ func (s *site) newLink() (keyID, link string) {
 	return attrs["data-key-id"], link
 }
 
-// renew presses Renew token on a key's row, with the old token kept
-// (later) or deleted (now), and returns the new share link.
-func (s *site) renew(keyID, old string) string {
+// renew presses Renew token on a key's row, with the old token's scheduled
+// end chosen in the row's select ("" for none, "1h", "24h", "168h"), and
+// returns the new share link. The page then shows the link and, if the
+// renewal kept an old token, the choice of what happens to it.
+func (s *site) renew(keyID, expire string) string {
 	s.t.Helper()
 	s.navigate("/")
-	if old != "later" {
-		s.do(chromedp.Click(chromedp.CSS(row(keyID) + ` input[name=old][value=` + old + `]`)))
+	if expire != "" {
+		s.do(chromedp.SetValue(chromedp.CSS(row(keyID)+" select[name=expire]"), expire))
 	}
 	if status := s.submit(row(keyID) + " button.renew-btn"); status != http.StatusOK {
 		s.t.Fatalf("Renew token: status %d, error %q", status, s.text("#error"))
@@ -256,6 +258,54 @@ func (s *site) renew(keyID, old string) string {
 		s.t.Fatalf("renewal link shown for key %s, want %s", id, keyID)
 	}
 	return link
+}
+
+// complete answers the question that follows a renewal, Later or Now,
+// presses Complete and returns the notice shown afterwards.
+func (s *site) complete(old string) string {
+	s.t.Helper()
+	s.do(chromedp.Click(chromedp.CSS("#complete input[name=old][value=" + old + "]")))
+	if status := s.submit("#complete-btn"); status != http.StatusOK {
+		s.t.Fatalf("Complete (%s): status %d, error %q", old, status, s.text("#error"))
+	}
+	return s.text("#notice")
+}
+
+// confirmed follows a link of a key's row to its confirmation page (Delete
+// old token, Undo renewal, Revoke link, Delete key), calls check on that
+// page, confirms, and returns the notice shown afterwards.
+func (s *site) confirmed(keyID, link string, check func()) string {
+	s.t.Helper()
+	s.navigate("/")
+	if status := s.submit(row(keyID) + " " + link); status != http.StatusOK {
+		s.t.Fatalf("%s: status %d", link, status)
+	}
+	s.mustShow("main.confirm button#confirm")
+	if check != nil {
+		check()
+	}
+	if status := s.submit("button#confirm"); status != http.StatusOK {
+		s.t.Fatalf("confirming %s: status %d, error %q", link, status, s.text("#error"))
+	}
+	return s.text("#notice")
+}
+
+// scrollWidth is how wide the page is laid out, scrolling included.
+func (s *site) scrollWidth() int {
+	s.t.Helper()
+	return get(s, chromedp.Evaluate[int]("document.documentElement.scrollWidth"))
+}
+
+// mustFit checks that the page, laid out width pixels wide, needs no
+// horizontal scrolling, and saves a screenshot of it at that width.
+func (s *site) mustFit(width int64, name, docName string) {
+	s.t.Helper()
+	s.do(chromedp.EmulateViewport(width, 844))
+	got := s.scrollWidth()
+	if got > int(width) {
+		s.t.Errorf("%s at %d px: the page is %d px wide, it scrolls sideways", name, width, got)
+	}
+	s.screenshot(name, docName, width)
 }
 
 type credentials struct{ keyID, token string }
@@ -370,4 +420,31 @@ func writeFile(t *testing.T, path string, data []byte) {
 		t.Fatal(err)
 	}
 	t.Logf("wrote %s", path)
+}
+
+// events returns the rows of the history page shown, each as
+// "time|what|by|details".
+func (s *site) events() []string {
+	s.t.Helper()
+	return get(s, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#events tr.event")].map(tr =>
+		[...tr.querySelectorAll("td")].map(td => td.textContent.trim()).join("|"))`))
+}
+
+// post sends a form-less POST to the admin screen, as a script would.
+func (s *site) post(path string) {
+	s.t.Helper()
+	req, err := http.NewRequestWithContext(s.t.Context(), http.MethodPost, s.url+path, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	client := *s.client
+	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := client.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		s.t.Fatalf("POST %s: status %d, want 303", path, resp.StatusCode)
+	}
 }

@@ -1,14 +1,18 @@
 // Command adminserver is a small web admin for API keys built on tokens:
-// an operator generates keys, renews, undoes and deletes tokens, and the
-// same server serves the single-access link pages and an API protected by
-// the tokenhttp middleware.
+// an operator generates keys, renews them the seed's way (the new link at
+// once, then Later or Now for the old token, which may also expire by
+// itself), revokes links, undoes renewals, deletes tokens and keys, and
+// reads each key's history. The same server serves the single-access link
+// pages and an API protected by the tokenhttp middleware.
 //
 //	go run ./examples/adminserver                      # SQLite file tokens-admin.db
 //	go run ./examples/adminserver -postgres "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+//	go run ./examples/adminserver -operator alice -alert-after 6
 //
 // It listens on 127.0.0.1:8080, answers only requests for that address or
 // localhost:8080, and has no login: put a real deployment behind your
-// single sign-on.
+// single sign-on. The audit trail names every change's actor: -operator
+// (default "admin") here, the signed-in user in a real deployment.
 package main
 
 import (
@@ -27,6 +31,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq"
@@ -43,6 +49,12 @@ type config struct {
 	postgres   string
 	account    string
 	secretFile string
+	// operator names who acts in the audit trail (tokens.WithActor);
+	// "admin" if empty.
+	operator string
+	// alertAfter is the renewal alert period in months
+	// (tokens.WithAlertAfter); tokens.DefaultAlertAfter if 0.
+	alertAfter int
 }
 
 func main() {
@@ -51,6 +63,8 @@ func main() {
 	flag.StringVar(&cfg.sqlite, "db", "tokens-admin.db", "SQLite database file")
 	flag.StringVar(&cfg.postgres, "postgres", os.Getenv("TOKENS_POSTGRES"), "PostgreSQL URL; overrides -db")
 	flag.StringVar(&cfg.account, "account", "acme", "account whose keys to manage")
+	flag.StringVar(&cfg.operator, "operator", "admin", "who the audit trail names as the actor of every change made on this screen")
+	flag.IntVar(&cfg.alertAfter, "alert-after", tokens.DefaultAlertAfter, "renewal alert period in months (1 to 24): a token turns orange after it, red 3 months later")
 	flag.StringVar(&cfg.secretFile, "secret-file", "tokens-admin.secret", "file holding the sealing secret (made if missing); $TOKENS_SEALING_SECRET, base64, overrides it")
 	flag.Parse()
 
@@ -76,7 +90,7 @@ func run(ctx context.Context, cfg config) error {
 		ln.Close()
 		return err
 	}
-	handler, err := newServer(ctx, db, "http://"+ln.Addr().String(), cfg.account, systemClock{},
+	handler, err := newServer(ctx, db, "http://"+ln.Addr().String(), cfg, systemClock{},
 		tokens.WithSealingSecret(secret))
 	if err != nil {
 		ln.Close()
@@ -137,8 +151,18 @@ func randomBytes(n int) []byte {
 // newServer migrates the schema and returns the whole site: the admin
 // screen at /, the share link pages at /credentials/ and a protected API at
 // /api/. origin is where the server is reached, such as
-// http://127.0.0.1:8080. Until ctx ends, it also purges expired links.
-func newServer(ctx context.Context, db *sqlx.DB, origin, account string, clock tokens.Clock, opts ...tokens.Option) (http.Handler, error) {
+// http://127.0.0.1:8080; cfg gives the account, the operator and the alert
+// period. Until ctx ends, it also purges expired links.
+func newServer(ctx context.Context, db *sqlx.DB, origin string, cfg config, clock tokens.Clock, opts ...tokens.Option) (http.Handler, error) {
+	if cfg.operator == "" {
+		cfg.operator = "admin"
+	}
+	if !validActor(cfg.operator) {
+		return nil, errors.New("adminserver: -operator must be at most 200 bytes of text without control characters")
+	}
+	if cfg.alertAfter == 0 {
+		cfg.alertAfter = tokens.DefaultAlertAfter
+	}
 	store, err := sqlstore.New(db)
 	if err != nil {
 		return nil, err
@@ -146,7 +170,11 @@ func newServer(ctx context.Context, db *sqlx.DB, origin, account string, clock t
 	if err := store.Migrate(ctx); err != nil {
 		return nil, err
 	}
-	opts = append([]tokens.Option{tokens.WithClock(clock), tokens.WithShareBaseURL(origin + "/credentials/")}, opts...)
+	opts = append([]tokens.Option{
+		tokens.WithClock(clock),
+		tokens.WithShareBaseURL(origin + "/credentials/"),
+		tokens.WithAlertAfter(cfg.alertAfter),
+	}, opts...)
 	m, err := tokens.NewManager(store, opts...)
 	if err != nil {
 		return nil, err
@@ -176,13 +204,28 @@ func newServer(ctx context.Context, db *sqlx.DB, origin, account string, clock t
 	if err != nil {
 		return nil, err
 	}
-	admin := &app{m: m, account: account, now: clock.Now}
+	admin := &app{m: m, account: cfg.account, operator: cfg.operator, alertAfter: cfg.alertAfter, now: clock.Now}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", auth(http.HandlerFunc(whoami)))
 	mux.Handle("/", admin.routes())
 	// The link pages check the Host themselves, against the share base
 	// URL's alone; onlyHosts guards the rest of the site.
 	return links.Wrap(onlyHosts(mux, hosts...)), nil
+}
+
+// validActor reports whether tokens.WithActor accepts actor: text of at
+// most 200 bytes without control or bidirectional characters, which could
+// spoof the history page.
+func validActor(actor string) bool {
+	if len(actor) > 200 || !utf8.ValidString(actor) || strings.TrimSpace(actor) == "" {
+		return false
+	}
+	for _, r := range actor {
+		if unicode.Is(unicode.Cc, r) || (r >= 0x202A && r <= 0x202E) || (r >= 0x2066 && r <= 0x2069) {
+			return false
+		}
+	}
+	return true
 }
 
 // servedHosts returns the Host headers under which the server at origin
@@ -200,8 +243,8 @@ func servedHosts(origin string) ([]string, error) {
 // onlyHosts answers 421 Misdirected Request to a request for any Host but
 // hosts. Without it, a web page the operator visits on a host name that
 // its attacker re-points at 127.0.0.1 (DNS rebinding) is same-origin with
-// this server: it could renew keys with DeleteNow and read their new
-// links.
+// this server: it could renew keys, delete their old tokens and read
+// their new links.
 func onlyHosts(next http.Handler, hosts ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// net/http refuses a Host that is not ASCII, so ToLower is ASCII's.

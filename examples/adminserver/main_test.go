@@ -39,7 +39,7 @@ func newTestServer(t *testing.T) *server {
 	clk := clock.NewMock()
 	clk.Set(start)
 	srv := httptest.NewUnstartedServer(nil)
-	handler, err := newServer(t.Context(), db, "http://"+srv.Listener.Addr().String(), "acme", clk)
+	handler, err := newServer(t.Context(), db, "http://"+srv.Listener.Addr().String(), config{account: "acme"}, clk)
 	if err != nil {
 		srv.Close()
 		t.Fatalf("newServer: %v", err)
@@ -280,5 +280,49 @@ func TestSealingSecretFile(t *testing.T) {
 	t.Setenv("TOKENS_SEALING_SECRET", "not base64!")
 	if _, err := sealingSecret(path); err == nil {
 		t.Error("a secret that is not base64 was accepted")
+	}
+}
+
+// TestDeletedBefore checks the date the revoked-token warning names: when
+// the latest token deleted before the use stopped verifying, by each way a
+// token is deleted (R16).
+func TestDeletedBefore(t *testing.T) {
+	at := func(h int) time.Time { return start.Add(time.Duration(h) * time.Hour) }
+	created := tokens.Event{Type: tokens.EventKeyCreated, At: at(0)}
+	redeemed := func(h int) tokens.Event { return tokens.Event{Type: tokens.EventLinkRedeemed, At: at(h)} }
+	renewed := func(h int, p tokens.OldTokenPolicy, ttl time.Duration) tokens.Event {
+		return tokens.Event{Type: tokens.EventTokenRenewed, At: at(h), Policy: p, OldTokenTTL: ttl}
+	}
+	for _, c := range []struct {
+		name   string
+		events []tokens.Event
+		used   time.Time
+		want   time.Time
+	}{
+		{"never deleted", []tokens.Event{created, redeemed(1), renewed(2, tokens.DeleteLater, 0)}, at(9), time.Time{}},
+		{"DeleteOld", []tokens.Event{created, redeemed(1), renewed(2, tokens.DeleteLater, 0), {Type: tokens.EventOldTokenDeleted, At: at(3)}}, at(9), at(3)},
+		{"DeleteNow", []tokens.Event{created, redeemed(1), renewed(2, tokens.DeleteNow, 0)}, at(9), at(2)},
+		{"unseen token discarded (R4)", []tokens.Event{created, {Type: tokens.EventLinkRevoked, At: at(1)}, renewed(2, tokens.DeleteLater, 0)}, at(9), at(2)},
+		{"Undo deletes the new token", []tokens.Event{created, redeemed(1), renewed(2, tokens.DeleteLater, 0), {Type: tokens.EventRenewalUndone, At: at(4)}}, at(9), at(4)},
+		{"scheduled end (R14)", []tokens.Event{created, redeemed(1), renewed(2, tokens.DeleteLater, 3*time.Hour)}, at(9), at(5)},
+		{"scheduled end not reached", []tokens.Event{created, redeemed(1), renewed(2, tokens.DeleteLater, 24*time.Hour)}, at(9), time.Time{}},
+		{"scheduled end, then a renewal", []tokens.Event{created, redeemed(1), renewed(2, tokens.DeleteLater, time.Hour), redeemed(4), renewed(5, tokens.DeleteLater, 0)}, at(9), at(3)},
+		{"deleted before the scheduled end", []tokens.Event{created, redeemed(1), renewed(2, tokens.DeleteLater, 24*time.Hour), {Type: tokens.EventOldTokenDeleted, At: at(3)}}, at(48), at(3)},
+		{"the latest deletion before the use", []tokens.Event{created, redeemed(1), renewed(2, tokens.DeleteNow, 0), redeemed(3), renewed(10, tokens.DeleteNow, 0)}, at(9), at(2)},
+	} {
+		if got := deletedBefore(c.events, c.used); !got.Equal(c.want) {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+func TestValidActor(t *testing.T) {
+	for actor, want := range map[string]bool{
+		"admin": true, "Ana María": true, "": false, "  ": false,
+		"ops\nadmin": false, "admin\u202e": false, strings.Repeat("a", 201): false,
+	} {
+		if got := validActor(actor); got != want {
+			t.Errorf("validActor(%q) = %t, want %t", actor, got, want)
+		}
 	}
 }

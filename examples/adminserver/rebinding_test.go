@@ -19,8 +19,8 @@ import (
 // server on 127.0.0.1:PORT, so the browser treats the admin screen and the
 // link pages as the page's own origin. The operator presses one button.
 //
-// The page renews the first key in the table with DeleteNow, which cuts
-// its integration off, reads the new link from the admin screen, opens it
+// The page renews the first key in the table and completes the renewal
+// with Now, which cuts its integration off, reads the new link from the admin screen, opens it
 // in a popup and presses Reveal there. Only a form of the link page itself
 // can reveal (its POST carries Origin: null, the page's cookie and form
 // token); the popup is same-origin with this page, which reads the token.
@@ -68,9 +68,11 @@ async function attackAdmin(w) {
   const list = await fetch("/");
   const row = parse(await list.text()).querySelector("tr.key-row");
   if (list.status !== 200 || !row) return {step: "key table", status: list.status};
-  const renewed = await fetch("/keys/" + row.dataset.keyId + "/renew", {method: "POST", body: new URLSearchParams({old: "now"})});
+  const renewed = await fetch("/keys/" + row.dataset.keyId + "/renew", {method: "POST", body: new URLSearchParams({expire: ""})});
   const link = parse(await renewed.text()).getElementById("link-url");
   if (renewed.status !== 200 || !link) return {step: "renew", status: renewed.status};
+  const completed = await fetch("/keys/" + row.dataset.keyId + "/complete", {method: "POST", body: new URLSearchParams({old: "now"})});
+  if (!completed.ok) return {step: "complete", status: completed.status};
   return reveal(w, new URL(link.value).pathname);
 }
 
@@ -120,8 +122,8 @@ func TestDNSRebinding(t *testing.T) {
 		if got.Step != "key table" || got.Status != http.StatusMisdirectedRequest {
 			t.Errorf("the admin screen answered the attacker's host: %s", got)
 		}
-		s.mustCall(integration, http.StatusOK) // not renewed with DeleteNow
-		s.reveal(s.renew(keyID, "later"))      // no link was left pending
+		s.mustCall(integration, http.StatusOK) // its token was not deleted
+		s.reveal(s.renew(keyID, ""))           // no link was left pending
 	})
 
 	t.Run("LinkPage", func(t *testing.T) {
