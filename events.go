@@ -21,6 +21,9 @@ const (
 	EventKeyDeactivated   EventType = "key_deactivated"
 	EventKeyDeleted       EventType = "key_deleted"
 	EventRevokedTokenUsed EventType = "revoked_token_used"
+	// EventOldTokenExpirySet: ExpireOld gave the old token a scheduled end
+	// after its renewal (OldTokenTTL says in how long).
+	EventOldTokenExpirySet EventType = "old_token_expiry_set"
 )
 
 // Event is one entry of the audit trail (R17): a change that succeeded,
@@ -36,7 +39,8 @@ type Event struct {
 	// Actor is who made the change, from WithActor; empty if not given.
 	Actor string
 	// Policy and OldTokenTTL are the renewal's choices, for
-	// EventTokenRenewed.
+	// EventTokenRenewed; OldTokenTTL also says in how long the old token
+	// ends, for EventOldTokenExpirySet.
 	Policy      OldTokenPolicy
 	OldTokenTTL time.Duration
 }

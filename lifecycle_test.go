@@ -481,3 +481,42 @@ func eventTypes(events []tokens.Event) []tokens.EventType {
 	}
 	return out
 }
+
+// TestR14_ExpireOldSchedulesTheEndAfterTheRenewal: the operator sees the
+// new link first, then gives the old token an end.
+func TestR14_ExpireOldSchedulesTheEndAfterTheRenewal(t *testing.T) {
+	f := newFixture(t, tokens.WithRevokedTokenRetention(0))
+	old := f.issued()
+	f.redeem(f.renew(old.KeyID, tokens.DeleteLater))
+	f.clk.Add(10 * time.Minute)
+	require.NoError(t, f.m.ExpireOld(tokens.WithActor(f.ctx, "ops"), old.KeyID, 24*time.Hour))
+	requireTime(t, f.now().Add(24*time.Hour), f.key(old.KeyID).OldToken.ExpiresAt, "scheduled end")
+	// A later call replaces the end.
+	require.NoError(t, f.m.ExpireOld(f.ctx, old.KeyID, time.Hour))
+	end := f.now().Add(time.Hour)
+	requireTime(t, end, f.key(old.KeyID).OldToken.ExpiresAt, "replaced end")
+	f.clk.Add(time.Hour - time.Microsecond)
+	f.verifies(old.KeyID, old.Token)
+	f.clk.Add(time.Microsecond)
+	f.rejects(old.KeyID, old.Token, tokens.ErrInvalidCredentials)
+	require.ErrorIs(t, f.m.ExpireOld(f.ctx, old.KeyID, time.Hour), tokens.ErrNoOldToken)
+
+	events, err := f.m.Events(f.ctx, tokens.EventQuery{KeyID: old.KeyID})
+	require.NoError(t, err)
+	var set []tokens.Event
+	for _, e := range events {
+		if e.Type == tokens.EventOldTokenExpirySet {
+			set = append(set, e)
+		}
+	}
+	require.Len(t, set, 2)
+	require.Equal(t, "ops", set[0].Actor)
+	require.Equal(t, 24*time.Hour, set[0].OldTokenTTL)
+
+	for _, ttl := range []time.Duration{0, -time.Hour} {
+		require.ErrorIs(t, f.m.ExpireOld(f.ctx, old.KeyID, ttl), tokens.ErrInvalidOption)
+	}
+	plain := f.issued()
+	require.ErrorIs(t, f.m.ExpireOld(f.ctx, plain.KeyID, time.Hour), tokens.ErrNoOldToken)
+	require.ErrorIs(t, f.m.ExpireOld(f.ctx, "key_0123456789012345678901", time.Hour), tokens.ErrKeyNotFound)
+}

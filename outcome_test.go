@@ -90,6 +90,8 @@ func nilContextCalls(m *tokens.Manager, keyID, linkURL, token string) map[string
 	errs["LinkStatus"] = first(m.LinkStatus(ctx, linkURL))
 	errs["RevokeLink"] = m.RevokeLink(ctx, keyID)
 	errs["Events"] = first(m.Events(ctx, tokens.EventQuery{}))
+	errs["Accounts"] = first(m.Accounts(ctx))
+	errs["ExpireOld"] = m.ExpireOld(ctx, keyID, time.Hour)
 	errs["PurgeEvents"] = first(m.PurgeEvents(ctx, time.Hour))
 	errs["PurgeExpired"] = first(m.PurgeExpired(ctx))
 	return errs

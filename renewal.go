@@ -120,6 +120,28 @@ func (m *Manager) DeleteOld(ctx context.Context, id string) error {
 	})
 }
 
+// ExpireOld gives the key's old token a scheduled end at now + ttl (R14),
+// after the renewal that kept it: the flow where the operator sees the new
+// link first and then decides how long the old token may live. From then
+// on it is gone as if DeleteOld had run. A later call replaces the end.
+// It returns ErrNoOldToken if there is no old token, and ErrInvalidOption
+// for a ttl that is not positive.
+func (m *Manager) ExpireOld(ctx context.Context, id string, ttl time.Duration) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
+	if ttl <= 0 {
+		return fmt.Errorf("%w: ExpireOld: ttl must be positive (DeleteOld deletes at once)", ErrInvalidOption)
+	}
+	return m.update(ctx, m.keyLoader(id), Event{Type: EventOldTokenExpirySet, OldTokenTTL: ttl}, func(rec *KeyRecord, now time.Time) error {
+		if !rec.HasOld {
+			return ErrNoOldToken
+		}
+		rec.Old.ExpiresAt = now.Add(ttl)
+		return nil
+	})
+}
+
 // Undo reverses the latest DeleteLater renewal while its old token exists
 // (R7): the new token is deleted, the renewal's link revoked, whether it was
 // pending, expired or redeemed (it then gives ErrLinkNotFound), and the old

@@ -205,3 +205,11 @@ type KeyViewer interface {
 	// nor the caller may ever modify the record, Sealed bytes included.
 	ViewKey(ctx context.Context, id string) (*KeyRecord, error)
 }
+
+// An AccountLister is a Store that can list its accounts, for jobs that go
+// over every key (a renewal reminder). memstore and sqlstore implement it.
+type AccountLister interface {
+	// Accounts returns every account that has at least one key, once
+	// each, in byte order; none gives an empty slice.
+	Accounts(ctx context.Context) ([]string, error)
+}

@@ -211,6 +211,25 @@ func (m *Manager) Keys(ctx context.Context, account string) ([]*Key, error) {
 	return keys, nil
 }
 
+// Accounts returns every account that has at least one key, in byte
+// order: with Keys, what a job that goes over every key (a renewal
+// reminder) needs. It returns an error wrapping errors.ErrUnsupported if
+// the store is not an AccountLister.
+func (m *Manager) Accounts(ctx context.Context) ([]string, error) {
+	if ctx == nil {
+		return nil, ErrNilContext
+	}
+	lister, ok := m.store.(AccountLister)
+	if !ok {
+		return nil, fmt.Errorf("tokens: accounts: %T cannot list accounts: %w", m.store, errors.ErrUnsupported)
+	}
+	accounts, err := lister.Accounts(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("tokens: accounts: %w", err)
+	}
+	return accounts, nil
+}
+
 // Verify checks a key ID and token (R9). It succeeds for the current or the
 // old token of an active key and returns the key. An unknown key and a wrong
 // token both give ErrInvalidCredentials; a malformed token gives

@@ -48,9 +48,10 @@ type numberedEvent struct {
 const keptChanges = 4096
 
 var (
-	_ tokens.Store     = (*Store)(nil)
-	_ tokens.ChangeLog = (*Store)(nil)
-	_ tokens.KeyViewer = (*Store)(nil)
+	_ tokens.Store         = (*Store)(nil)
+	_ tokens.ChangeLog     = (*Store)(nil)
+	_ tokens.KeyViewer     = (*Store)(nil)
+	_ tokens.AccountLister = (*Store)(nil)
 )
 
 // New returns an empty store.
@@ -137,6 +138,21 @@ func (s *Store) Keys(ctx context.Context, account string) ([]tokens.KeyRecord, e
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
 	return recs, nil
+}
+
+// Accounts implements tokens.AccountLister.
+func (s *Store) Accounts(ctx context.Context) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	accounts := make([]string, 0, len(s.byAccount))
+	for account := range s.byAccount {
+		accounts = append(accounts, account)
+	}
+	s.mu.RUnlock()
+	slices.Sort(accounts)
+	return accounts, nil
 }
 
 // UpdateKey implements tokens.Store.

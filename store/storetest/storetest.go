@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) tokens.Store) {
 		{"Concurrency", concurrencyTests},
 		{"ChangeLog", changeLogTests},
 		{"Lifecycle", lifecycleTests},
+		{"Accounts", accountsTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
