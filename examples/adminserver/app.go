@@ -145,31 +145,17 @@ func (a *app) create(w http.ResponseWriter, r *http.Request) {
 	}})
 }
 
-// oldTokenTTLs are the scheduled ends the renew form offers for the old
-// token (R14); "" keeps it until the operator deletes it.
-var oldTokenTTLs = map[string]time.Duration{
-	"":     0,
-	"1h":   time.Hour,
-	"24h":  24 * time.Hour,
-	"168h": 7 * 24 * time.Hour,
-}
-
 // renew is the seed's renewal: the new token is current at once and its
 // link is shown at once, the old token is kept (DeleteLater), and the page
 // then asks what happens to it (complete). Leaving the page before
 // answering keeps it, as Later does.
 func (a *app) renew(w http.ResponseWriter, r *http.Request) {
-	ttl, ok := oldTokenTTLs[r.PostFormValue("expire")]
-	if !ok {
-		a.fail(w, r, tokens.ErrInvalidOption)
-		return
-	}
 	key, err := a.key(r.Context(), r.PathValue("id"))
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	link, err := a.m.Renew(a.acting(r), key.ID, tokens.RenewOptions{OldToken: tokens.DeleteLater, OldTokenTTL: ttl})
+	link, err := a.m.Renew(a.acting(r), key.ID, tokens.RenewOptions{OldToken: tokens.DeleteLater})
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -184,8 +170,18 @@ func (a *app) renew(w http.ResponseWriter, r *http.Request) {
 	a.render(w, r, http.StatusOK, listPage{Link: shown})
 }
 
+// oldTokenTTLs are the scheduled ends that Complete offers for the old
+// token (R14).
+var oldTokenTTLs = map[string]time.Duration{
+	"1h":   time.Hour,
+	"24h":  24 * time.Hour,
+	"168h": 7 * 24 * time.Hour,
+}
+
 // complete applies the operator's answer after a renewal: Later keeps the
-// old token (with the expiry chosen when renewing, if any), Now deletes it.
+// old token until someone deletes it, Later with an expiry (old=expire and
+// expire=1h, 24h or 168h) keeps it until then (ExpireOld), and Now deletes
+// it.
 func (a *app) complete(w http.ResponseWriter, r *http.Request) {
 	key, err := a.key(r.Context(), r.PathValue("id"))
 	if err != nil {
@@ -200,21 +196,42 @@ func (a *app) complete(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		notice = fmt.Sprintf("Renewal of %s complete. The old token was deleted; only the new token works now.", key.Name)
-	case "later":
-		switch {
-		case key.OldToken == nil:
-			notice = fmt.Sprintf("Renewal of %s complete. It has no old token.", key.Name)
-		case key.OldToken.ExpiresAt.IsZero():
-			notice = fmt.Sprintf("Renewal of %s complete. The old token keeps working until you delete it.", key.Name)
-		default:
-			notice = fmt.Sprintf("Renewal of %s complete. The old token keeps working until %s, then it is deleted by itself.", key.Name, when(key.OldToken.ExpiresAt))
+	case "expire":
+		ttl, ok := oldTokenTTLs[r.PostFormValue("expire")]
+		if !ok {
+			a.fail(w, r, tokens.ErrInvalidOption)
+			return
 		}
+		if err := a.m.ExpireOld(a.acting(r), key.ID, ttl); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		if key, err = a.key(r.Context(), key.ID); err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		notice = laterNotice(key)
+	case "later":
+		notice = laterNotice(key)
 	default:
 		a.fail(w, r, tokens.ErrInvalidOption)
 		return
 	}
 	setNotice(w, notice)
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// laterNotice says what becomes of a key's old token after Complete with
+// Later.
+func laterNotice(key *tokens.Key) string {
+	switch {
+	case key.OldToken == nil:
+		return fmt.Sprintf("Renewal of %s complete. It has no old token.", key.Name)
+	case key.OldToken.ExpiresAt.IsZero():
+		return fmt.Sprintf("Renewal of %s complete. The old token keeps working until you delete it.", key.Name)
+	default:
+		return fmt.Sprintf("Renewal of %s complete. The old token keeps working until %s, then it is deleted by itself.", key.Name, when(key.OldToken.ExpiresAt))
+	}
 }
 
 type confirmPage struct {
@@ -372,7 +389,8 @@ func (a *app) allEvents(ctx context.Context, keyID string) ([]tokens.Event, erro
 // they do not tell. The deletions are the ones R16 remembers: DeleteOld,
 // Undo (which deletes the renewal's new token), a renewal with DeleteNow
 // or one that discarded a token nobody had seen (R4), and the scheduled
-// end of an old token (R14), which has no event of its own.
+// end of an old token (R14), which has no event of its own: it is the time
+// of the renewal or of the latest ExpireOld plus its OldTokenTTL.
 func deletedBefore(events []tokens.Event, used time.Time) time.Time {
 	var (
 		latest  time.Time
@@ -414,6 +432,8 @@ func deletedBefore(events []tokens.Event, used time.Time) time.Time {
 				expires = time.Time{}
 			}
 			seen = false
+		case tokens.EventOldTokenExpirySet:
+			expires = e.At.Add(e.OldTokenTTL)
 		case tokens.EventOldTokenDeleted:
 			endOld(e.At)
 		case tokens.EventRenewalUndone:
@@ -588,6 +608,9 @@ func describe(e tokens.Event) eventView {
 	case tokens.EventLinkRevoked:
 		v.What = "Link revoked"
 		v.Details = "its token was never revealed"
+	case tokens.EventOldTokenExpirySet:
+		v.What = "Old token expiry set"
+		v.Details = fmt.Sprintf("old token set to expire after %s, at %s", ttlWords(e.OldTokenTTL), when(e.At.Add(e.OldTokenTTL)))
 	case tokens.EventOldTokenDeleted:
 		v.What = "Old token deleted"
 	case tokens.EventRenewalUndone:

@@ -2,6 +2,7 @@ package main
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,16 +73,21 @@ func TestBrowser(t *testing.T) {
 		first := s.reveal(link)
 
 		s.navigate("/")
-		if got := get(s, chromedp.Value(chromedp.CSS(row(keyID)+" select[name=expire]"))); got != "" {
-			t.Errorf("the renew form preselects an expiry %q for the old token, want none", got)
+		if n := s.count(row(keyID) + " select, " + row(keyID) + " form.renew input"); n != 0 {
+			t.Errorf("Renew token asks %d questions before renewing, want none (the seed's flow asks after)", n)
 		}
-		link = s.renew(keyID, "")
-		// The seed's flow: the link is shown at once, then the choice,
-		// with Later preselected.
+		link = s.renew(keyID)
+		// The seed's flow: the link is shown at once, then the choice
+		// (Later, Later with an expiry, Now), with Later preselected.
+		s.mustShow("#new-link #link-url")
 		s.mustShow("#complete")
-		if !get(s, chromedp.Evaluate[bool]("document.querySelector('#complete input[value=later]').checked")) ||
-			get(s, chromedp.Evaluate[bool]("document.querySelector('#complete input[value=now]').checked")) {
-			t.Fatal("the renewal does not preselect Later for the old token")
+		choices := get(s, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#complete input[name=old]")].map(i => i.value + (i.checked ? "*" : ""))`))
+		if got, want := strings.Join(choices, " "), "later* expire now"; got != want {
+			t.Errorf("the choices after Renew token are %q, want %q (* preselected)", got, want)
+		}
+		expiries := get(s, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#complete select[name=expire] option")].map(o => o.textContent)`))
+		if got, want := strings.Join(expiries, ", "), "1 hour, 24 hours, 7 days"; got != want {
+			t.Errorf("the expiries offered for the old token are %q, want %q", got, want)
 		}
 		s.screenshot("admin-renew.png", "admin-renew.png", 0)
 		// Leaving without pressing Complete keeps the old token (Later).
@@ -127,7 +133,7 @@ func TestBrowser(t *testing.T) {
 		s.mustCall(first, http.StatusUnauthorized)
 		s.mustCall(second, http.StatusOK)
 
-		link = s.renew(keyID, "")
+		link = s.renew(keyID)
 		third := s.reveal(link)
 		s.mustCall(third, http.StatusOK)
 		s.mustCall(second, http.StatusOK)
@@ -165,7 +171,7 @@ func TestBrowser(t *testing.T) {
 		s := newSite(t, b)
 		keyID, link := s.generate("nightly-backup")
 		first := s.reveal(link)
-		link = s.renew(keyID, "")
+		link = s.renew(keyID)
 		if got := s.complete("now"); !strings.Contains(got, "old token was deleted") {
 			t.Errorf("Complete with Now: notice %q", got)
 		}
@@ -183,25 +189,29 @@ func TestBrowser(t *testing.T) {
 		keyID, link := s.generate("erp-sync")
 		first := s.reveal(link)
 		s.clk.Add(time.Hour)
-		link = s.renew(keyID, "24h")
-		if got, want := s.text("#complete-expires"), "2026-03-02 10:00 UTC"; got != want {
-			t.Errorf("the renewal says the old token expires %q, want %q", got, want)
+		link = s.renew(keyID)
+		// The renewal itself gives the old token no expiry: Complete does.
+		if got := s.text("#complete label"); !strings.Contains(got, "until you delete it") {
+			t.Errorf("Later after Renew token says %q, want that the old token has no expiry yet", got)
 		}
-		if got := s.complete("later"); !strings.Contains(got, "until 2026-03-02 10:00 UTC") {
-			t.Errorf("Complete with Later: notice %q, want the expiry", got)
+		if got := s.complete("24h"); !strings.Contains(got, "until 2026-03-02 10:00 UTC, then it is deleted by itself") {
+			t.Errorf("Complete with Later and 24 hours: notice %q, want the expiry", got)
+		}
+		r := row(keyID)
+		if got, want := s.text(r+" .old-expires"), "Expires 2026-03-02 10:00 UTC (in 24 hours)"; got != want {
+			t.Errorf("old token expiry after Complete = %q, want %q", got, want)
 		}
 		second := s.reveal(link)
 		s.clk.Add(23 * time.Hour)
 		s.mustCall(first, http.StatusOK)
 		s.navigate("/")
-		r := row(keyID)
 		if got, want := s.text(r+" .old-expires"), "Expires 2026-03-02 10:00 UTC (in 1 hour)"; got != want {
 			t.Errorf("old token expiry = %q, want %q", got, want)
 		}
 		s.mustShow(r + " .pending-deletion")
 
 		// The scheduled end, with no call: the old token is gone, and its
-		// integration's next call shows on the screen.
+		// integration's next call shows on the screen with the date.
 		s.clk.Add(time.Hour)
 		s.mustCall(first, http.StatusUnauthorized)
 		s.mustCall(second, http.StatusOK)
@@ -212,7 +222,30 @@ func TestBrowser(t *testing.T) {
 		if got := s.text(r + " .reuse-warning"); !strings.Contains(got, "token deleted on 2026-03-02 10:00 UTC") {
 			t.Errorf("warning after the expired token was used: %q", got)
 		}
+
+		s.navigate("/keys/" + keyID + "/history")
+		want := "2026-03-01 10:00 UTC|Old token expiry set|admin|old token set to expire after 24 hours, at 2026-03-02 10:00 UTC"
+		if got := s.events(); !slices.Contains(got, want) {
+			t.Errorf("history shows\n%s\nwant a row\n%s", strings.Join(got, "\n"), want)
+		}
 	})
+
+	t.Run("CompleteWithoutOldToken", func(t *testing.T) {
+		s := newSite(t, b)
+		keyID, link := s.generate("erp-sync")
+		s.reveal(link)
+		s.renew(keyID)
+		// Another operator deleted the old token meanwhile.
+		s.post("/keys/" + keyID + "/delete-old")
+		s.do(chromedp.Click(chromedp.CSS("#complete input[name=old][value=expire]")))
+		if status := s.submit("#complete-btn"); status != http.StatusConflict {
+			t.Errorf("Complete with an expiry and no old token: status %d, want 409", status)
+		}
+		if got := s.text("#error"); !strings.Contains(got, "no old token") {
+			t.Errorf("Complete with an expiry and no old token shows %q", got)
+		}
+	})
+
 	t.Run("RenewWhileLinkPending", func(t *testing.T) {
 		s := newSite(t, b)
 		keyID, _ := s.generate("crm-webhook")
@@ -253,7 +286,7 @@ func TestBrowser(t *testing.T) {
 		s.mustShow("main#page.state-notfound")
 
 		// R3 no longer blocks, and R4 discards the token nobody saw.
-		link = s.renew(keyID, "")
+		link = s.renew(keyID)
 		if n := s.count("#complete"); n != 0 {
 			t.Error("the renewal asks about an old token that was never revealed")
 		}
@@ -262,7 +295,7 @@ func TestBrowser(t *testing.T) {
 		s.mustCall(creds, http.StatusOK)
 
 		// A renewal's link revoked: the old token keeps working.
-		link = s.renew(keyID, "")
+		link = s.renew(keyID)
 		s.complete("later")
 		s.confirmed(keyID, "a.revoke-link", func() {
 			if got := s.text("main.confirm"); !strings.Contains(got, "old token keeps working") {
@@ -284,7 +317,7 @@ func TestBrowser(t *testing.T) {
 		keyID, link := s.generate("billing-export")
 		old := s.reveal(link)
 		s.clk.Add(time.Hour)
-		link = s.renew(keyID, "")
+		link = s.renew(keyID)
 		s.complete("now")
 		s.reveal(link)
 		s.navigate("/")
@@ -320,8 +353,8 @@ func TestBrowser(t *testing.T) {
 		s.clk.Add(time.Minute)
 		old := s.reveal(link)
 		s.clk.Add(time.Hour)
-		link = s.renew(keyID, "168h")
-		s.complete("later")
+		link = s.renew(keyID)
+		s.complete("168h")
 		s.clk.Add(time.Minute)
 		s.reveal(link)
 		s.clk.Add(time.Minute)
@@ -337,7 +370,8 @@ func TestBrowser(t *testing.T) {
 		want := []string{
 			"2026-03-01 09:00 UTC|Key created|admin|",
 			"2026-03-01 09:01 UTC|Link opened, token revealed|the link's recipient|",
-			"2026-03-01 10:01 UTC|Token renewed|admin|old token kept, deleted by itself after 7 days",
+			"2026-03-01 10:01 UTC|Token renewed|admin|old token kept until deleted",
+			"2026-03-01 10:01 UTC|Old token expiry set|admin|old token set to expire after 7 days, at 2026-03-08 10:01 UTC",
 			"2026-03-01 10:02 UTC|Link opened, token revealed|the link's recipient|",
 			"2026-03-01 10:03 UTC|Old token deleted|admin|",
 			"2026-03-01 10:04 UTC|Deleted token used|an integration|an integration sent a token that was deleted; it was refused",
@@ -366,8 +400,8 @@ func TestBrowser(t *testing.T) {
 				t.Error("the first page offers to go to the first page")
 			}
 			if s.count("#next-page") == 0 {
-				if page != 2 || len(got) != 31-historyPageSize {
-					t.Errorf("last page is page %d with %d events, want page 2 with %d", page, len(got), 31-historyPageSize)
+				if page != 2 || len(got) != 32-historyPageSize {
+					t.Errorf("last page is page %d with %d events, want page 2 with %d", page, len(got), 32-historyPageSize)
 				}
 				s.mustShow("#first-page")
 				break
@@ -379,8 +413,8 @@ func TestBrowser(t *testing.T) {
 				t.Fatalf("Later events: status %d", status)
 			}
 		}
-		if len(all) != 31 || strings.Join(all[:len(want)], "\n") != strings.Join(want, "\n") {
-			t.Errorf("paging showed %d events, want 31 starting with the 7 above", len(all))
+		if len(all) != 32 || strings.Join(all[:len(want)], "\n") != strings.Join(want, "\n") {
+			t.Errorf("paging showed %d events, want 32 starting with the 8 above", len(all))
 		}
 		for i := 1; i < len(all); i++ {
 			if all[i] < all[i-1][:20] {
@@ -511,12 +545,12 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("%d alerts shown, want 3", n)
 		}
 
-		link = s.renew(erpID, "168h")
-		s.complete("later")
+		link = s.renew(erpID)
+		s.complete("168h")
 		renewed := s.reveal(link)
 		s.mustCall(old, http.StatusOK)
 		// billing-export renewed with Now, and its integration not told.
-		link = s.renew(billingID, "")
+		link = s.renew(billingID)
 		s.complete("now")
 		s.reveal(link)
 		s.clk.Add(3 * time.Hour)
@@ -552,7 +586,7 @@ func TestBrowser(t *testing.T) {
 		if got := get(s, chromedp.Evaluate[string]("getComputedStyle(document.querySelector('#keys thead')).display")); got != "none" {
 			t.Errorf("at 390 px the table keeps its header row (display %s), want cards", got)
 		}
-		s.renew(legacyID, "24h")
+		s.renew(legacyID)
 		s.mustFit(390, "admin-renew-390.png", "")
 		s.navigate("/keys/" + erpID + "/history")
 		s.mustFit(390, "admin-history-390.png", "")

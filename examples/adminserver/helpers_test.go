@@ -239,16 +239,12 @@ func (s *site) newLink() (keyID, link string) {
 	return attrs["data-key-id"], link
 }
 
-// renew presses Renew token on a key's row, with the old token's scheduled
-// end chosen in the row's select ("" for none, "1h", "24h", "168h"), and
-// returns the new share link. The page then shows the link and, if the
-// renewal kept an old token, the choice of what happens to it.
-func (s *site) renew(keyID, expire string) string {
+// renew presses Renew token on a key's row and returns the new share
+// link. The page then shows the link and, if the renewal kept an old
+// token, the choice of what happens to it.
+func (s *site) renew(keyID string) string {
 	s.t.Helper()
 	s.navigate("/")
-	if expire != "" {
-		s.do(chromedp.SetValue(chromedp.CSS(row(keyID)+" select[name=expire]"), expire))
-	}
 	if status := s.submit(row(keyID) + " button.renew-btn"); status != http.StatusOK {
 		s.t.Fatalf("Renew token: status %d, error %q", status, s.text("#error"))
 	}
@@ -260,13 +256,24 @@ func (s *site) renew(keyID, expire string) string {
 	return link
 }
 
-// complete answers the question that follows a renewal, Later or Now,
-// presses Complete and returns the notice shown afterwards.
-func (s *site) complete(old string) string {
+// complete answers the question that follows a renewal, presses Complete
+// and returns the notice shown afterwards. choice is "later", "now", or an
+// expiry for Later ("1h", "24h", "168h"), picked in its select as an
+// operator does, which picks that choice too.
+func (s *site) complete(choice string) string {
 	s.t.Helper()
-	s.do(chromedp.Click(chromedp.CSS("#complete input[name=old][value=" + old + "]")))
+	switch choice {
+	case "later", "now":
+		s.do(chromedp.Click(chromedp.CSS("#complete input[name=old][value=" + choice + "]")))
+	default:
+		s.do(chromedp.SetValue(chromedp.CSS("#complete select[name=expire]"), choice),
+			chromedp.Evaluate[chromedp.Void](`void document.querySelector("#complete select[name=expire]").dispatchEvent(new Event("change", {bubbles: true}))`))
+		if !get(s, chromedp.Evaluate[bool](`document.querySelector("#complete input[value=expire]").checked`)) {
+			s.t.Fatalf("picking the expiry %s does not pick Later with an expiry", choice)
+		}
+	}
 	if status := s.submit("#complete-btn"); status != http.StatusOK {
-		s.t.Fatalf("Complete (%s): status %d, error %q", old, status, s.text("#error"))
+		s.t.Fatalf("Complete (%s): status %d, error %q", choice, status, s.text("#error"))
 	}
 	return s.text("#notice")
 }

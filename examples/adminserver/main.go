@@ -1,7 +1,7 @@
 // Command adminserver is a small web admin for API keys built on tokens:
 // an operator generates keys, renews them the seed's way (the new link at
-// once, then Later or Now for the old token, which may also expire by
-// itself), revokes links, undoes renewals, deletes tokens and keys, and
+// once, then Later, Later with an expiry, or Now for the old token),
+// revokes links, undoes renewals, deletes tokens and keys, and
 // reads each key's history. The same server serves the single-access link
 // pages and an API protected by the tokenhttp middleware.
 //

@@ -293,6 +293,10 @@ func TestDeletedBefore(t *testing.T) {
 	renewed := func(h int, p tokens.OldTokenPolicy, ttl time.Duration) tokens.Event {
 		return tokens.Event{Type: tokens.EventTokenRenewed, At: at(h), Policy: p, OldTokenTTL: ttl}
 	}
+	expirySet := func(h int, ttl time.Duration) tokens.Event {
+		return tokens.Event{Type: tokens.EventOldTokenExpirySet, At: at(h), OldTokenTTL: ttl}
+	}
+	kept := []tokens.Event{created, redeemed(1), renewed(2, tokens.DeleteLater, 0)}
 	for _, c := range []struct {
 		name   string
 		events []tokens.Event
@@ -308,6 +312,12 @@ func TestDeletedBefore(t *testing.T) {
 		{"scheduled end not reached", []tokens.Event{created, redeemed(1), renewed(2, tokens.DeleteLater, 24*time.Hour)}, at(9), time.Time{}},
 		{"scheduled end, then a renewal", []tokens.Event{created, redeemed(1), renewed(2, tokens.DeleteLater, time.Hour), redeemed(4), renewed(5, tokens.DeleteLater, 0)}, at(9), at(3)},
 		{"deleted before the scheduled end", []tokens.Event{created, redeemed(1), renewed(2, tokens.DeleteLater, 24*time.Hour), {Type: tokens.EventOldTokenDeleted, At: at(3)}}, at(48), at(3)},
+		{"expiry set by ExpireOld (R14)", append(kept, expirySet(3, 24*time.Hour)), at(30), at(27)},
+		{"expiry set by ExpireOld, not reached", append(kept, expirySet(3, 24*time.Hour)), at(26), time.Time{}},
+		{"ExpireOld replaces the end", append(kept, expirySet(3, 24*time.Hour), expirySet(4, time.Hour)), at(9), at(5)},
+		{"ExpireOld replaces the renewal's end", []tokens.Event{created, redeemed(1), renewed(2, tokens.DeleteLater, time.Hour), expirySet(2, 7*24*time.Hour)}, at(9), time.Time{}},
+		{"DeleteOld before the end ExpireOld set", append(kept, expirySet(3, 24*time.Hour), tokens.Event{Type: tokens.EventOldTokenDeleted, At: at(4)}), at(48), at(4)},
+		{"Undo before the end ExpireOld set", append(kept, expirySet(3, 24*time.Hour), tokens.Event{Type: tokens.EventRenewalUndone, At: at(4)}), at(48), at(4)},
 		{"the latest deletion before the use", []tokens.Event{created, redeemed(1), renewed(2, tokens.DeleteNow, 0), redeemed(3), renewed(10, tokens.DeleteNow, 0)}, at(9), at(2)},
 	} {
 		if got := deletedBefore(c.events, c.used); !got.Equal(c.want) {

@@ -22,3 +22,10 @@ document.addEventListener("click", async (event) => {
     button.classList.remove("copied");
   }, 2000);
 });
+
+// A choice with a select of its own (Later, with an expiry): picking a
+// value in the select picks the choice too.
+document.addEventListener("change", (event) => {
+  const select = event.target.closest("select[data-checks]");
+  if (select) document.getElementById(select.dataset.checks).checked = true;
+});
