@@ -17,7 +17,7 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	_ "github.com/lib/pq"
-	_ "github.com/mattn/go-sqlite3"
+	_ "modernc.org/sqlite" // pure Go: the first build needs no C compiler
 
 	"github.com/keyrenew/tokens"
 	"github.com/keyrenew/tokens/store/sqlstore"
@@ -52,7 +52,7 @@ func openStore(ctx context.Context, cfg storeConfig) (tokens.Store, func(), erro
 	if cfg.postgresURL != "" {
 		db, err = sqlx.Open("postgres", cfg.postgresURL)
 	} else {
-		db, err = sqlx.Open("sqlite3", "file:"+cfg.sqliteFile+"?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate")
+		db, err = sqlx.Open("sqlite", "file:"+cfg.sqliteFile+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate")
 	}
 	if err != nil {
 		return nil, nil, err

@@ -5,10 +5,21 @@ import (
 	"testing"
 )
 
-// SQLiteParams are the DSN parameters the README recommends for SQLite:
-// writers wait for each other instead of failing, readers run beside a
-// writer.
+// SQLiteParams are the DSN parameters the README recommends for SQLite
+// through mattn/go-sqlite3: writers wait for each other instead of
+// failing, readers run beside a writer.
 const SQLiteParams = "_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate"
+
+// ModerncSQLiteParams are SQLiteParams for modernc.org/sqlite, which takes
+// any pragma as _pragma=name(value) and ignores parameters it does not
+// know (such as _secure_delete).
+const ModerncSQLiteParams = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate"
+
+// IsSQLite reports whether driverName is one of the SQLite drivers the
+// store supports: sqlite3 (mattn/go-sqlite3) or sqlite (modernc.org/sqlite).
+func IsSQLite(driverName string) bool {
+	return driverName == "sqlite3" || driverName == "sqlite"
+}
 
 // A SQLBackend makes empty databases of one kind for the SQL store. The
 // tests that use it import its driver.
@@ -34,6 +45,7 @@ func SQLite(params string) func(t testing.TB) string {
 // too.
 var SQLBackends = []SQLBackend{
 	{Name: "sqlite", Driver: "sqlite3", NewDSN: SQLite(SQLiteParams)},
+	{Name: "sqlite_modernc", Driver: "sqlite", NewDSN: SQLite(ModerncSQLiteParams)},
 	{
 		// Deferred transactions: the store must not depend on
 		// _txlock=immediate. Foreign keys on: nor on their being off.
@@ -47,4 +59,4 @@ var SQLBackends = []SQLBackend{
 
 // BenchSQLBackends are SQLBackends without the variants: one per database
 // and driver.
-var BenchSQLBackends = []SQLBackend{SQLBackends[0], SQLBackends[2], SQLBackends[3]}
+var BenchSQLBackends = []SQLBackend{SQLBackends[0], SQLBackends[1], SQLBackends[3], SQLBackends[4]}

@@ -147,7 +147,7 @@ FROM generate_series(1, $1::int) i, LATERAL (SELECT timestamptz '2026-01-01' + i
 func benchFill(b *testing.B, db *sqlx.DB, n int) {
 	b.Helper()
 	dialect := "postgres"
-	if db.DriverName() == "sqlite3" {
+	if testenv.IsSQLite(db.DriverName()) {
 		dialect = "sqlite"
 	}
 	tx, err := db.Beginx()
@@ -501,6 +501,20 @@ func BenchmarkVerifyPool(b *testing.B) {
 						})
 					})
 				}
+			}
+		})
+	}
+}
+
+// BenchmarkCreateKey measures CreateKey, one write transaction, over a
+// table of 1000 keys that grows as it runs.
+func BenchmarkCreateKey(b *testing.B) {
+	for _, be := range testenv.BenchSQLBackends {
+		b.Run(be.Name, func(b *testing.B) {
+			b.ReportAllocs()
+			e := newBenchEnv(b, be, clock.NewMock(), 1000)
+			for b.Loop() {
+				e.createKey(b)
 			}
 		})
 	}

@@ -62,6 +62,7 @@ const (
 	selectKeyEvents
 	selectAccountEvents
 	purgeEvents
+	selectAccounts
 	numStmts
 )
 
@@ -94,6 +95,7 @@ var statements = [numStmts]struct {
 	selectKeyEvents:     {name: "select events of a key"},
 	selectAccountEvents: {name: "select events of an account"},
 	purgeEvents:         {name: "purge events"},
+	selectAccounts:      {name: "select accounts"},
 }
 
 // migrationStatements keep tokens_schema_migrations. They run unprepared,
@@ -105,7 +107,7 @@ type migrationStatements struct {
 // dialectFor picks the dialect of a database/sql driver name.
 func dialectFor(driverName string) (dialect, bool) {
 	switch driverName {
-	case "sqlite3":
+	case "sqlite3", "sqlite":
 		return sqlite{}, true
 	case "postgres", "pgx", "pgx/v5":
 		return postgres{}, true

@@ -133,4 +133,7 @@ WHERE key_id = $4 AND seq > $1 AND ($3 = '' OR account = $3) ORDER BY seq LIMIT 
 	selectAccountEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
 WHERE account = $3 AND seq > $1 ORDER BY seq LIMIT $2`,
 	purgeEvents: `DELETE FROM tokens_events WHERE at < $1`,
+
+	// The account index serves it: a skip over distinct values.
+	selectAccounts: `SELECT DISTINCT account FROM tokens_keys ORDER BY account`,
 }

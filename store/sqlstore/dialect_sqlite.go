@@ -4,14 +4,20 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"errors"
 	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
 )
 
-// sqlite is the dialect of SQLite through mattn/go-sqlite3: ? and ?NNN
-// placeholders, times as INTEGER Unix microseconds, one writer at a time.
+// sqlite is the dialect of SQLite through mattn/go-sqlite3 (driver name
+// sqlite3) or modernc.org/sqlite (sqlite): ? and ?NNN placeholders, times
+// as INTEGER Unix microseconds, one writer at a time. Both drivers run the
+// same SQLite, so the dialect is one: the statements, the times (the
+// columns are INTEGER, so neither driver converts them) and the BEGIN
+// IMMEDIATE of migrations are the same; only the shape of their errors
+// differs (isUniqueViolation).
 //
 // Every parameter compared in a WHERE clause is wrapped in a CAST to the
 // column's type. A bare parameter that the planner looks at (to test a
@@ -20,7 +26,9 @@ import (
 // before every execution, which expires such a statement: each execution
 // re-parsed and re-planned it, 5-10x the cost of the look-up. A CAST is
 // not a bare parameter, and the indexes are used the same way
-// (TestSQLiteLookupsAreNotReprepared).
+// (TestSQLiteLookupsAreNotReprepared). modernc.org/sqlite unbinds text
+// and blob parameters after each execution too, and runs the same
+// statements.
 type sqlite struct{}
 
 func (sqlite) name() string { return "sqlite" }
@@ -29,12 +37,23 @@ func (sqlite) query(id stmtID) string { return sqliteQueries[id] }
 
 func (sqlite) time(t time.Time) any { return t.UnixMicro() }
 
-// isUniqueViolation: mattn/go-sqlite3 reports the constraint only in its
-// message and in fields of a type this package cannot name without
-// importing the driver.
+// isUniqueViolation: modernc.org/sqlite reports the extended result code
+// through a method; mattn/go-sqlite3 only in its message and in fields of
+// a type this package cannot name without importing the driver.
 func (sqlite) isUniqueViolation(err error) bool {
+	var coded interface{ Code() int }
+	if errors.As(err, &coded) {
+		code := coded.Code()
+		return code == sqliteConstraintUnique || code == sqliteConstraintPrimaryKey
+	}
 	return strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
+
+// SQLite's extended result codes of a unique violation.
+const (
+	sqliteConstraintPrimaryKey = 1555
+	sqliteConstraintUnique     = 2067
+)
 
 // isConflict: SQLite has one writer at a time; a busy database waits for
 // the busy timeout and then fails, which is not a conflict to retry.
@@ -85,7 +104,8 @@ func (sqlite) migrationStatements() migrationStatements {
 // brand-new file at once race to switch it to WAL, and SQLite answers the
 // losers "database is locked" at once, without waiting for the busy
 // timeout; so a connection that fails that way is retried for a few
-// seconds. This is the one wait in the package, and it reads no time.
+// seconds (both drivers put those words in the message). This is the one
+// wait in the package, and it reads no time.
 func sqliteConn(ctx context.Context, db *sqlx.DB) (*sql.Conn, error) {
 	const attempts = 60
 	for attempt := 1; ; attempt++ {
@@ -170,4 +190,6 @@ ORDER BY seq LIMIT ?2`,
 	selectAccountEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
 WHERE account = CAST(?3 AS TEXT) AND seq > CAST(?1 AS INTEGER) ORDER BY seq LIMIT ?2`,
 	purgeEvents: `DELETE FROM tokens_events WHERE at < CAST(? AS INTEGER)`,
+
+	selectAccounts: `SELECT DISTINCT account FROM tokens_keys ORDER BY account`,
 }

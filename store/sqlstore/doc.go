@@ -5,7 +5,8 @@
 // chooses one and imports it, and New picks the SQL dialect from the
 // driver name:
 //
-//	sqlite3   github.com/mattn/go-sqlite3
+//	sqlite3   github.com/mattn/go-sqlite3 (cgo)
+//	sqlite    modernc.org/sqlite (pure Go: builds without a C compiler)
 //	postgres  github.com/lib/pq
 //	pgx       github.com/jackc/pgx/v5/stdlib
 //
@@ -53,9 +54,20 @@
 //
 // Open a file with a busy timeout, the WAL journal and immediate
 // transactions, so that concurrent writers wait for each other instead of
-// failing with "database is locked":
+// failing with "database is locked". With mattn/go-sqlite3:
 //
 //	file:tokens.db?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate
+//
+// With modernc.org/sqlite, which takes any pragma as _pragma=name(value)
+// and silently ignores parameters it does not know (such as
+// _secure_delete=on, which is _pragma=secure_delete(on) there):
+//
+//	file:tokens.db?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate
+//
+// The two drivers read and write the same files, so a database can move
+// from one to the other. A cancelled context ends a wait for SQLite's
+// write lock at once with modernc.org/sqlite; mattn/go-sqlite3 waits out
+// the busy timeout.
 //
 // The store works whether or not the DSN enables SQLite's foreign keys
 // (_foreign_keys=on); its tables have none. An in-memory database (:memory:) is one database per

@@ -9,8 +9,8 @@ import (
 )
 
 // ErrUnsupportedDriver is returned by New for a database whose driver is
-// none of sqlite3, postgres and pgx.
-var ErrUnsupportedDriver = errors.New("sqlstore: unsupported driver: use sqlite3 (mattn/go-sqlite3), postgres (lib/pq) or pgx (jackc/pgx/v5/stdlib)")
+// none of sqlite3, sqlite, postgres and pgx.
+var ErrUnsupportedDriver = errors.New("sqlstore: unsupported driver: use sqlite3 (mattn/go-sqlite3), sqlite (modernc.org/sqlite), postgres (lib/pq) or pgx (jackc/pgx/v5/stdlib)")
 
 // fail turns err into the store's error for operation op: the sentinel a
 // tokens.Store promises, or err wrapped with the operation. Driver errors

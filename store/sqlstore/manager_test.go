@@ -79,7 +79,7 @@ func (c *cluster) manager(i int) *tokens.Manager {
 }
 
 func (c *cluster) sqlite() bool {
-	return c.driver == "sqlite3"
+	return testenv.IsSQLite(c.driver)
 }
 
 type outcome[T any] struct {
@@ -472,7 +472,7 @@ func dumpDatabase(t *testing.T, db *sqlx.DB) []dumpRow {
 	ctx := t.Context()
 	query := `SELECT table_name FROM information_schema.tables
 		WHERE table_schema = current_schema() ORDER BY table_name`
-	if db.DriverName() == "sqlite3" {
+	if testenv.IsSQLite(db.DriverName()) {
 		query = `SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`
 	}
 	var tables []string
@@ -815,7 +815,7 @@ func requireEnded(t *testing.T, done <-chan error, what string) error {
 // key stays exactly as it was, and the pool recovers.
 func TestKilledConnectionMidRenewal(t *testing.T) {
 	for _, b := range backends {
-		if b.Driver == "sqlite3" {
+		if testenv.IsSQLite(b.Driver) {
 			continue // one process: nothing can kill its connection mid-way
 		}
 		t.Run(b.Name, func(t *testing.T) {
@@ -862,12 +862,22 @@ func TestCancelledRenewal(t *testing.T) {
 				done := renewInBackground(ctx, key.in.m, key.creds.KeyID)
 				waitInSQLite(t, done)
 				cancel()
-				// SQLite's busy handler does not heed the interruption a
-				// cancelled context sends: the renewal would wait out the
-				// busy timeout. The cancellation happened before the lock
-				// was released, so the renewal cannot commit.
-				release()
-				err := requireEnded(t, done, "its context was cancelled")
+				var err error
+				if b.Driver == "sqlite" {
+					// modernc.org/sqlite's busy handler gives up once the
+					// context is done: the renewal ends while the lock is
+					// still held.
+					err = requireEnded(t, done, "its context was cancelled")
+					release()
+				} else {
+					// SQLite's own busy handler, which mattn/go-sqlite3
+					// keeps, does not heed the interruption a cancelled
+					// context sends: the renewal would wait out the busy
+					// timeout. The cancellation happened before the lock
+					// was released, so the renewal cannot commit.
+					release()
+					err = requireEnded(t, done, "its context was cancelled")
+				}
 				require.ErrorIs(t, err, context.Canceled)
 				key.requireUnchanged(t)
 				key.requireRenews(t)
@@ -920,7 +930,8 @@ func sqliteWriteLock(t *testing.T, db *sqlx.DB) (release func()) {
 }
 
 // waitInSQLite waits until the renewal is inside a statement of UpdateKey
-// in the SQLite driver, where it waits for the write lock. SQLite offers
+// in the SQLite driver (mattn/go-sqlite3), or in the busy handler
+// (modernc.org/sqlite), where it waits for the write lock. SQLite offers
 // no view of its lock waiters, so it polls the goroutines' stacks every
 // millisecond, for at most interruptWait.
 func waitInSQLite(t *testing.T, done <-chan error) {
@@ -932,7 +943,8 @@ func waitInSQLite(t *testing.T, done <-chan error) {
 		n := runtime.Stack(buf, true)
 		for g := range bytes.SplitSeq(buf[:n], []byte("\n\n")) {
 			if bytes.Contains(g, []byte("sqlstore.(*Store).UpdateKey")) &&
-				bytes.Contains(g, []byte("go-sqlite3.(*SQLiteStmt).exec")) {
+				(bytes.Contains(g, []byte("go-sqlite3.(*SQLiteStmt).exec")) ||
+					bytes.Contains(g, []byte("modernc.org/sqlite.busyHandler"))) {
 				return
 			}
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keyrenew/tokens"
+	"github.com/keyrenew/tokens/internal/testenv"
 	"github.com/keyrenew/tokens/store/storetest"
 )
 
@@ -225,7 +226,7 @@ type releasedWriter struct {
 	db *sqlx.DB
 }
 
-func (w releasedWriter) sqlite() bool { return w.db.DriverName() == "sqlite3" }
+func (w releasedWriter) sqlite() bool { return testenv.IsSQLite(w.db.DriverName()) }
 
 func (w releasedWriter) dialect() string {
 	if w.sqlite() {

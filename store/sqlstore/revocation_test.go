@@ -44,6 +44,7 @@ func TestRevocationLatency(t *testing.T) {
 		terminate bool
 	}{
 		{"sqlite", false},
+		{"sqlite_modernc", false},
 		{"postgres_lib_pq", false},
 		{"postgres_pgx", false},
 		{"postgres_lib_pq", true},

@@ -127,20 +127,29 @@ func openSealedCopies(files map[string][]byte, links []stolenLink, secret []byte
 // cells of the main file). Backups and copies taken before the checkpoint
 // still hold it: the secret is the answer there.
 func TestS8_SecureDeleteAndCheckpointMakeTheWipeReal(t *testing.T) {
-	dsn := testenv.SQLite(testenv.SQLiteParams + "&_secure_delete=on")(t)
-	db := open(t, "sqlite3", dsn)
-	m, err := tokens.NewManager(migrated(t, db), tokens.WithShareBaseURL(shareBase))
-	require.NoError(t, err)
-	ctx := t.Context()
-	key, link, err := m.CreateKey(ctx, tokens.KeySpec{Account: "acme", Name: "used"})
-	require.NoError(t, err)
-	creds, err := m.RedeemLink(ctx, link.URL)
-	require.NoError(t, err)
-	stolen := []stolenLink{{keyID: key.ID, linkID: strings.TrimPrefix(link.URL, shareBase)}}
-	require.Contains(t, openSealedCopies(sqliteFiles(t, dsn), stolen, nil), creds.Token,
-		"before the checkpoint the -wal still holds the sealed token")
+	for _, v := range []struct{ name, driver, params string }{
+		{"sqlite", "sqlite3", testenv.SQLiteParams + "&_secure_delete=on"},
+		// modernc.org/sqlite ignores _secure_delete: it takes the pragma
+		// as _pragma.
+		{"sqlite_modernc", "sqlite", testenv.ModerncSQLiteParams + "&_pragma=secure_delete(on)"},
+	} {
+		t.Run(v.name, func(t *testing.T) {
+			dsn := testenv.SQLite(v.params)(t)
+			db := open(t, v.driver, dsn)
+			m, err := tokens.NewManager(migrated(t, db), tokens.WithShareBaseURL(shareBase))
+			require.NoError(t, err)
+			ctx := t.Context()
+			key, link, err := m.CreateKey(ctx, tokens.KeySpec{Account: "acme", Name: "used"})
+			require.NoError(t, err)
+			creds, err := m.RedeemLink(ctx, link.URL)
+			require.NoError(t, err)
+			stolen := []stolenLink{{keyID: key.ID, linkID: strings.TrimPrefix(link.URL, shareBase)}}
+			require.Contains(t, openSealedCopies(sqliteFiles(t, dsn), stolen, nil), creds.Token,
+				"before the checkpoint the -wal still holds the sealed token")
 
-	_, err = db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
-	require.NoError(t, err)
-	require.Empty(t, openSealedCopies(sqliteFiles(t, dsn), stolen, nil))
+			_, err = db.ExecContext(ctx, "PRAGMA wal_checkpoint(TRUNCATE)")
+			require.NoError(t, err)
+			require.Empty(t, openSealedCopies(sqliteFiles(t, dsn), stolen, nil))
+		})
+	}
 }

@@ -33,13 +33,14 @@ type Store struct {
 }
 
 var (
-	_ tokens.Store     = (*Store)(nil)
-	_ tokens.ChangeLog = (*Store)(nil)
+	_ tokens.Store         = (*Store)(nil)
+	_ tokens.ChangeLog     = (*Store)(nil)
+	_ tokens.AccountLister = (*Store)(nil)
 )
 
 // New returns a store in db, choosing the SQL dialect from db.DriverName():
-// "sqlite3" (github.com/mattn/go-sqlite3), "postgres" (github.com/lib/pq)
-// or "pgx" (github.com/jackc/pgx/v5/stdlib). It does not touch the
+// "sqlite3" (github.com/mattn/go-sqlite3), "sqlite" (modernc.org/sqlite),
+// "postgres" (github.com/lib/pq) or "pgx" (github.com/jackc/pgx/v5/stdlib). It does not touch the
 // database: call Migrate, or apply the schema with your own tool.
 func New(db *sqlx.DB) (*Store, error) {
 	if db == nil {
@@ -386,4 +387,30 @@ func (s *Store) PurgeEvents(ctx context.Context, before time.Time) (int, error) 
 		return 0, s.fail("purge events", err)
 	}
 	return int(n), nil
+}
+
+// Accounts implements tokens.AccountLister with one prepared SELECT.
+func (s *Store) Accounts(ctx context.Context) ([]string, error) {
+	accounts, err := s.accounts(ctx)
+	if err != nil {
+		return nil, s.fail("accounts", err)
+	}
+	return accounts, nil
+}
+
+func (s *Store) accounts(ctx context.Context) ([]string, error) {
+	rows, err := s.query(ctx, nil, selectAccounts)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	accounts := []string{}
+	for rows.Next() {
+		var account string
+		if err := rows.Scan(&account); err != nil {
+			return nil, err
+		}
+		accounts = append(accounts, account)
+	}
+	return accounts, rows.Err()
 }

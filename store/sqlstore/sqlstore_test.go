@@ -15,6 +15,7 @@ import (
 	_ "github.com/lib/pq"
 	_ "github.com/mattn/go-sqlite3"
 	"github.com/stretchr/testify/require"
+	_ "modernc.org/sqlite"
 
 	"github.com/keyrenew/tokens"
 	"github.com/keyrenew/tokens/internal/testenv"
@@ -138,11 +139,37 @@ func TestErrorsHideDigests(t *testing.T) {
 	}
 }
 
+// TestSQLiteDriversShareFiles writes a database through one SQLite driver
+// and reads and writes it through the other: an application can change
+// drivers without migrating its data.
+func TestSQLiteDriversShareFiles(t *testing.T) {
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "tokens.db")
+	mattn := migrated(t, open(t, "sqlite3", "file:"+path+"?"+testenv.SQLiteParams))
+	rec := storetest.NewRecord("k1")
+	require.NoError(t, mattn.InsertKey(ctx, &rec))
+
+	modernc := migrated(t, open(t, "sqlite", "file:"+path+"?"+testenv.ModerncSQLiteParams))
+	got, err := modernc.Key(ctx, rec.ID)
+	require.NoError(t, err)
+	require.Equal(t, rec.CreatedAt, got.CreatedAt)
+	require.Equal(t, rec.Current, got.Current)
+	require.Equal(t, rec.Link, got.Link)
+	got.Name = "renamed"
+	require.NoError(t, modernc.UpdateKey(ctx, &got))
+
+	back, err := mattn.Key(ctx, rec.ID)
+	require.NoError(t, err)
+	require.Equal(t, "renamed", back.Name)
+	require.Equal(t, got.Version, back.Version)
+	require.Equal(t, rec.Current, back.Current)
+}
+
 func TestNewRefusesUnknownDriver(t *testing.T) {
 	raw, err := sql.Open("sqlite3", filepath.Join(t.TempDir(), "unused.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { raw.Close() })
-	for _, name := range []string{"mysql", "sqlite", "", "pgx/v4"} {
+	for _, name := range []string{"mysql", "sqlite4", "", "pgx/v4"} {
 		_, err := sqlstore.New(sqlx.NewDb(raw, name))
 		require.ErrorIs(t, err, sqlstore.ErrUnsupportedDriver, "driver %q", name)
 	}
