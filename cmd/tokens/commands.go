@@ -22,11 +22,13 @@ func init() {
 		{name: "renew", args: "[-old later|now] [-old-ttl D] KEYID", summary: "give the key a new token and print the link that reveals it", makesURL: true, run: runRenew, flags: renewFlags},
 		{name: "delete-old", args: "[-yes] KEYID", summary: "delete the key's old token, irreversibly", run: runDeleteOld, flags: yesFlag},
 		{name: "undo", args: "[-yes] KEYID", summary: "undo the latest renewal while the old token exists", run: runUndo, flags: yesFlag},
+		{name: "revoke-link", args: "KEYID", summary: "end the key's pending link now; the next renewal discards its token", run: runRevokeLink},
 		{name: "activate", args: "KEYID", summary: "let the key's tokens verify again", run: runActivate},
 		{name: "deactivate", args: "KEYID", summary: "make the key's tokens fail verification", run: runDeactivate},
 		{name: "delete", args: "[-yes] KEYID", summary: "delete the key with its tokens and link, irreversibly", run: runDelete, flags: yesFlag},
-		{name: "verify", args: "KEYID < token", summary: "check the token on stdin: valid, invalid or inactive", run: runVerify},
-		{name: "due", args: "[-level warning|critical] -account A...", summary: "keys whose renewal alert is at least the level (-account repeats)", run: runDue, flags: dueFlags},
+		{name: "verify", args: "KEYID < token", summary: "check the token on stdin: valid, invalid, inactive or revoked", run: runVerify},
+		{name: "due", args: "[-level warning|critical] [-account A...]", summary: "keys of every account (or of each -account) whose renewal alert is at least the level", run: runDue, flags: dueFlags},
+		{name: "events", args: "[-key KEYID] [-account A] [-after CURSOR] [-limit N] [-follow [-poll D]]", summary: "print the audit trail, oldest first; -follow waits for new events", run: runEvents, flags: eventsFlags},
 		{name: "purge", summary: "wipe the sealed tokens of links that expired unopened", run: runPurge},
 	}
 }
@@ -156,10 +158,7 @@ func runRenew(ctx context.Context, c *cli, m *manager, fs *flag.FlagSet, args []
 	default:
 		return usagef("-old must be later or now")
 	}
-	// R14: when RenewOptions.OldTokenTTL lands, replace this check with
-	//	opts.OldTokenTTL = ttl
-	// and let Renew refuse a negative TTL or one with -old now
-	// (ErrInvalidOption, exit status 1).
+	// Renew refuses a negative TTL or one with -old now (ErrInvalidOption).
 	opts.OldTokenTTL = flagValue(fs, "old-ttl").Get().(time.Duration)
 	link, err := m.Renew(ctx, id, opts)
 	if err != nil {
@@ -194,6 +193,17 @@ func runUndo(ctx context.Context, c *cli, m *manager, fs *flag.FlagSet, args []s
 		return err
 	}
 	return c.printDone(id, "renewal undone", "undid the latest renewal of "+id+": the old token is current again")
+}
+
+func runRevokeLink(ctx context.Context, c *cli, m *manager, fs *flag.FlagSet, args []string) error {
+	id, err := keyID(args)
+	if err != nil {
+		return err
+	}
+	if err := m.RevokeLink(ctx, id); err != nil {
+		return err
+	}
+	return c.printDone(id, "link revoked", "revoked the pending link of "+id+": it no longer opens, and the next renewal discards the token it would have revealed")
 }
 
 func runActivate(ctx context.Context, c *cli, m *manager, fs *flag.FlagSet, args []string) error {
@@ -300,11 +310,13 @@ func runDue(ctx context.Context, c *cli, m *manager, fs *flag.FlagSet, args []st
 	default:
 		return usagef("-level must be warning or critical")
 	}
-	accts := *fs.Lookup("account").Value.(*accounts)
-	if len(accts) == 0 {
-		// The Manager lists keys by account only; listing every account
-		// needs an addition to the library (see the report of issue 10).
-		return usagef("-account is required (repeat it for several accounts)")
+	accts := []string(*fs.Lookup("account").Value.(*accounts))
+	if len(accts) == 0 { // every account: the reminder job
+		all, err := m.Accounts(ctx)
+		if err != nil {
+			return err
+		}
+		accts = all
 	}
 	var due []*tokens.Key
 	for _, account := range accts {

@@ -1,12 +1,14 @@
 // Command tokens manages the API keys of a tokens database from a shell:
 // create keys, renew their tokens, hand them over through single-access
-// links, undo a renewal, and find the keys that are due for renewal. It
+// links, revoke a link sent to the wrong person, undo a renewal, find the
+// keys that are due for renewal, and read or follow the audit trail. It
 // runs the same Manager as the services that verify the keys, on SQLite or
 // PostgreSQL.
 //
 //	tokens -db tokens.db migrate
 //	tokens -db tokens.db -share-base https://share.example.com/credentials/ create -account acme -name erp-sync
 //	tokens -db tokens.db list -account acme
+//	tokens -db tokens.db events -follow
 //
 // Run "tokens -h" for every command, flag and exit status.
 package main
@@ -57,6 +59,12 @@ type cli struct {
 	getenv         func(string) string
 	terminal       func() bool  // whether stdin is a terminal a person answers on
 	clock          tokens.Clock // nil: the library's default, the wall clock
+
+	// Set by the tests alone: how many events to ask for at a time (0:
+	// tokens.MaxEventPage), and after how many polls that find no new
+	// event "events -follow" ends (0: never; it runs until interrupted).
+	eventPage  int
+	followIdle int
 
 	// From the global flags.
 	dsn        string
@@ -278,7 +286,11 @@ from a shell. Flags come before arguments, as Go's flag package expects:
 Commands:
 `)
 	for _, cmd := range commands {
-		fmt.Fprintf(w, "  %-45s %s\n", cmd.name+" "+cmd.args, cmd.summary)
+		if line := cmd.name + " " + cmd.args; len(line) <= 45 {
+			fmt.Fprintf(w, "  %-45s %s\n", line, cmd.summary)
+		} else {
+			fmt.Fprintf(w, "  %s\n  %-45s %s\n", line, "", cmd.summary)
+		}
 	}
 	fmt.Fprint(w, `
 Global flags (a variable named beside a flag sets its default):
@@ -302,8 +314,9 @@ Global flags (a variable named beside a flag sets its default):
 A link or token is printed only on stdout, only by create and renew;
 nothing secret ever goes to stderr. verify reads the token from stdin.
 
-Exit status: 0 success (verify: valid), 1 refused by the library or the
-database, or not confirmed (verify: not valid), 2 usage error.
+Exit status: 0 success (verify: valid; events -follow: interrupted), 1
+refused by the library or the database, or not confirmed (verify: not
+valid), 2 usage error.
 `)
 }
 

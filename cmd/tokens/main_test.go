@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -23,9 +24,12 @@ import (
 // control. TOKENS_CLI_NOW (RFC 3339) fixes the clock, so that a script
 // moves time on by setting it (alerts, link expiry) and output is
 // repeatable; TOKENS_CLI_TERMINAL=1 makes stdin count as a terminal, for
-// the confirmation prompts. Neither exists in the real command: a clock
-// that an environment variable can move has no place in an operator's
-// tool.
+// the confirmation prompts; TOKENS_CLI_EVENT_PAGE=N reads events N at a
+// time, so that a few events take several pages; TOKENS_CLI_FOLLOW_IDLE=N
+// ends "events -follow" after N polls that found nothing new, where the
+// real command waits for an interrupt. None exists in the real command: a
+// clock that an environment variable can move has no place in an
+// operator's tool.
 func TestMain(m *testing.M) {
 	testscript.Main(m, map[string]func(){"tokens": testMain})
 }
@@ -43,6 +47,16 @@ func testMain() {
 		os.Exit(3)
 	} else if clk != nil {
 		c.clock = clk
+	}
+	for name, field := range map[string]*int{"TOKENS_CLI_EVENT_PAGE": &c.eventPage, "TOKENS_CLI_FOLLOW_IDLE": &c.followIdle} {
+		if s := os.Getenv(name); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				fmt.Fprintf(os.Stderr, "%s: want a positive number, have %q\n", name, s)
+				os.Exit(3)
+			}
+			*field = n
+		}
 	}
 	os.Exit(c.run(context.Background(), os.Args[1:]))
 }
@@ -144,19 +158,38 @@ func params(backend string, db func(*testscript.Env) (dsn, unmigrated string, er
 	}
 }
 
-// getjson VAR FIELD sets VAR to FIELD of the JSON object on the last
-// command's stdout, such as the key_id and link that create -json prints.
+// getjson VAR PATH sets VAR to the string at PATH in the JSON on the last
+// command's stdout: a field of an object, such as the key_id and link that
+// create -json prints, or, in an array, INDEX.FIELD (-1 is the last
+// element), such as the cursor of an event.
 func cmdGetJSON(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 2 {
-		ts.Fatalf("usage: getjson VAR FIELD")
+		ts.Fatalf("usage: getjson VAR PATH")
 	}
-	var obj map[string]any
-	ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &obj))
-	v, ok := obj[args[1]].(string)
+	var v any
+	ts.Check(json.Unmarshal([]byte(ts.ReadFile("stdout")), &v))
+	for _, step := range strings.Split(args[1], ".") {
+		switch x := v.(type) {
+		case map[string]any:
+			v = x[step]
+		case []any:
+			i, err := strconv.Atoi(step)
+			if err != nil || i >= len(x) || i < -len(x) {
+				ts.Fatalf("stdout has no element %q in %q", step, args[1])
+			}
+			if i < 0 {
+				i += len(x)
+			}
+			v = x[i]
+		default:
+			ts.Fatalf("stdout has no %q in %q", step, args[1])
+		}
+	}
+	s, ok := v.(string)
 	if !ok {
-		ts.Fatalf("stdout has no string field %q", args[1])
+		ts.Fatalf("stdout has no string at %q", args[1])
 	}
-	ts.Setenv(args[0], v)
+	ts.Setenv(args[0], s)
 }
 
 // redeem LINK FILE opens LINK as the link pages would, with the script's

@@ -54,7 +54,7 @@ type keyJSON struct {
 	CreatedAt time.Time      `json:"created_at"`
 	Token     tokenJSON      `json:"token"`
 	OldToken  *oldTokenJSON  `json:"old_token"`
-	Link      *linkStateJSON `json:"link"` // null when the key has no link (Undo revoked it)
+	Link      *linkStateJSON `json:"link"` // null when the key has no link (undo or revoke-link revoked it)
 }
 
 type tokenJSON struct {
