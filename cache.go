@@ -28,6 +28,10 @@ const (
 	DefaultCacheKeys = 10_000
 	// DefaultMaxStaleness is CacheConfig.MaxStaleness when left 0.
 	DefaultMaxStaleness = time.Second
+	// MaxMaxStaleness is the longest MaxStaleness: half of MinOldTokenTTL,
+	// so that an old token's scheduled end, which is at least that far
+	// ahead of the write that set it, reaches every cache before it comes.
+	MaxMaxStaleness = 30 * time.Second
 )
 
 // WithVerifyCache lets Verify accept a token from process memory instead of
@@ -53,6 +57,9 @@ func WithVerifyCache(cc CacheConfig) Option {
 	return func(cfg *config) error {
 		if cc.MaxKeys < 0 || cc.MaxStaleness < 0 {
 			return invalidOption("WithVerifyCache: MaxKeys and MaxStaleness must not be negative")
+		}
+		if cc.MaxStaleness > MaxMaxStaleness {
+			return invalidOption("WithVerifyCache: MaxStaleness must be at most 30s (MaxMaxStaleness)")
 		}
 		if cc.MaxKeys == 0 {
 			cc.MaxKeys = DefaultCacheKeys

@@ -67,7 +67,13 @@ type actorKey struct{}
 // WithActor returns a copy of ctx that names who acts: the events of the
 // changes made with it carry actor (R17). actor is at most 200 bytes of
 // text, like a key's name; a Manager refuses a call whose actor is not.
+//
+// Given a nil ctx it returns nil, which every Manager method refuses with
+// ErrNilContext (R18), rather than panic.
 func WithActor(ctx context.Context, actor string) context.Context {
+	if ctx == nil {
+		return nil
+	}
 	return context.WithValue(ctx, actorKey{}, actor)
 }
 

@@ -1,6 +1,7 @@
 package tokens_test
 
 import (
+	"context"
 	"crypto/sha256"
 	"testing"
 	"time"
@@ -519,4 +520,71 @@ func TestR14_ExpireOldSchedulesTheEndAfterTheRenewal(t *testing.T) {
 	plain := f.issued()
 	require.ErrorIs(t, f.m.ExpireOld(f.ctx, plain.KeyID, time.Hour), tokens.ErrNoOldToken)
 	require.ErrorIs(t, f.m.ExpireOld(f.ctx, "key_0123456789012345678901", time.Hour), tokens.ErrKeyNotFound)
+}
+
+// TestR14_EndsAreFarEnoughForEveryCache: an end under a minute is refused,
+// and MaxStaleness is at most half of that, so every cache has seen the
+// change that set an end before the end comes (C2: R14's end is exact).
+func TestR14_EndsAreFarEnoughForEveryCache(t *testing.T) {
+	f := newFixture(t)
+	creds := f.issued()
+	_, err := f.m.Renew(f.ctx, creds.KeyID, tokens.RenewOptions{OldTokenTTL: tokens.MinOldTokenTTL - time.Microsecond})
+	require.ErrorIs(t, err, tokens.ErrInvalidOption)
+	f.redeem(f.renew(creds.KeyID, tokens.DeleteLater))
+	require.ErrorIs(t, f.m.ExpireOld(f.ctx, creds.KeyID, 100*time.Millisecond), tokens.ErrInvalidOption)
+	_, err = tokens.NewManager(memstore.New(), tokens.WithShareBaseURL(testBase),
+		tokens.WithVerifyCache(tokens.CacheConfig{MaxStaleness: tokens.MaxMaxStaleness + time.Millisecond}))
+	require.ErrorIs(t, err, tokens.ErrInvalidOption)
+	require.LessOrEqual(t, 2*tokens.MaxMaxStaleness, tokens.MinOldTokenTTL)
+
+	// The shortest end set in one process is honoured exactly in another
+	// whose cache holds the token as current.
+	g := newFixture(t, tokens.WithVerifyCache(tokens.CacheConfig{MaxStaleness: tokens.MaxMaxStaleness}))
+	c := g.issued()
+	g.verifies(c.KeyID, c.Token)
+	operator := g.manager()
+	_, err = operator.Renew(g.ctx, c.KeyID, tokens.RenewOptions{OldTokenTTL: tokens.MinOldTokenTTL})
+	require.NoError(t, err)
+	g.clk.Add(tokens.MinOldTokenTTL)
+	_, err = g.m.Verify(g.ctx, c.KeyID, c.Token)
+	require.ErrorIs(t, err, tokens.ErrInvalidCredentials, "a cache accepted an old token past its end")
+}
+
+// TestR17_ARenewalEventTellsOnlyTheEndItSet: when R4 discards an unseen
+// token, the TTL asked for sets no end, and the event says none.
+func TestR17_ARenewalEventTellsOnlyTheEndItSet(t *testing.T) {
+	f := newFixture(t)
+	creds := f.issued()
+	f.renew(creds.KeyID, tokens.DeleteLater)
+	f.clk.Add(25 * time.Hour)
+	_, err := f.m.Renew(f.ctx, creds.KeyID, tokens.RenewOptions{OldTokenTTL: time.Hour})
+	require.NoError(t, err)
+	require.True(t, f.key(creds.KeyID).OldToken.ExpiresAt.IsZero())
+	events, err := f.m.Events(f.ctx, tokens.EventQuery{KeyID: creds.KeyID})
+	require.NoError(t, err)
+	require.Zero(t, events[len(events)-1].OldTokenTTL)
+}
+
+func TestR18_WithActorOnANilContextDoesNotPanic(t *testing.T) {
+	f := newFixture(t)
+	var ctx context.Context // nil
+	require.NotPanics(t, func() { ctx = tokens.WithActor(ctx, "alice") })
+	require.ErrorIs(t, f.m.Deactivate(ctx, "key_0123456789012345678901"), tokens.ErrNilContext)
+}
+
+func TestR15_ARevokedLinkTellsNoExpiry(t *testing.T) {
+	f := newFixture(t)
+	key, _ := f.create("acme", "erp")
+	require.NoError(t, f.m.RevokeLink(f.ctx, key.ID))
+	require.True(t, f.key(key.ID).LinkExpiresAt.IsZero())
+}
+
+func TestR16_RetentionZeroForgetsWhatWasRemembered(t *testing.T) {
+	f := newFixture(t)
+	keyID, token := deletions[0].delete(t, f)
+	off := f.manager(tokens.WithRevokedTokenRetention(0))
+	_, err := off.PurgeExpired(f.ctx)
+	require.NoError(t, err)
+	_, err = f.m.Verify(f.ctx, keyID, token)
+	require.NotErrorIs(t, err, tokens.ErrTokenRevoked, "remembered after a purge with reuse detection off")
 }

@@ -743,6 +743,7 @@ func (r *modelRun) opRenewInvalid() {
 func (r *modelRun) renewed(k *modelKey, opts tokens.RenewOptions, now time.Time, link *tokens.ShareLink) string {
 	policy := opts.OldToken
 	kind := "Renew(" + policy.String() + ")"
+	var setTTL time.Duration // the end this renewal sets, if any
 	switch {
 	case !k.curSeen && k.link != nil && k.link.revoked && k.old != nil:
 		kind += " [R4 after RevokeLink: unseen token discarded, old token existed]"
@@ -779,6 +780,7 @@ func (r *modelRun) renewed(k *modelKey, opts tokens.RenewOptions, now time.Time,
 		k.old, k.oldEnds = k.cur, time.Time{} // R2
 		if opts.OldTokenTTL > 0 {
 			k.oldEnds = now.Add(opts.OldTokenTTL) // R14
+			setTTL = opts.OldTokenTTL
 		}
 	default:
 		r.revoke(k.cur, now, "DeleteNow") // R2; R5 said there was no old token
@@ -787,7 +789,7 @@ func (r *modelRun) renewed(k *modelKey, opts tokens.RenewOptions, now time.Time,
 	r.issue(k, now, link)
 	r.expectEvent(k, tokens.EventTokenRenewed)
 	ev := &r.events[len(r.events)-1]
-	ev.policy, ev.ttl = policy, opts.OldTokenTTL
+	ev.policy, ev.ttl = policy, setTTL // the event tells the end this renewal set
 	return kind
 }
 
@@ -1467,7 +1469,7 @@ func (r *modelRun) wantView(k *modelKey, now time.Time) modelView {
 		v.OldCreatedAt, v.OldLastUsedAt = modelTime(k.old.created), modelTime(k.old.lastUsed)
 		v.OldExpiresAt = modelTime(k.oldEnds)
 	}
-	if k.link != nil {
+	if k.link != nil && !k.link.revoked { // a revoked link tells no expiry
 		v.LinkExpiresAt = modelTime(k.link.expires)
 	}
 	return v

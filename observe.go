@@ -12,7 +12,8 @@ type Observation struct {
 	// Op is what was done: "verify", the EventType of a change
 	// ("key_created", "token_renewed", "link_redeemed", "link_revoked",
 	// "old_token_deleted", "renewal_undone", "key_activated",
-	// "key_deactivated", "key_deleted", "revoked_token_used"),
+	// "key_deactivated", "key_deleted", "revoked_token_used",
+	// "old_token_expiry_set"),
 	// "purge_expired", or "cache_check" (the verification cache asking the
 	// store which keys changed).
 	Op string

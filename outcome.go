@@ -71,6 +71,10 @@ func (m *Manager) settleUpdate(ctx context.Context, before, want *KeyRecord, cau
 	for attempt := 1; attempt <= maxUpdateAttempts; attempt++ {
 		stored, err := m.store.Key(ctx, want.ID)
 		switch {
+		case errors.Is(err, ErrKeyNotFound) && want.Event != nil:
+			// Deleted since, after the lost write was over (a delete
+			// waits for its row): the trail tells.
+			return m.settledByEvent(ctx, doing, want, cause)
 		case errors.Is(err, ErrKeyNotFound):
 			return undecided(doing, cause, "the key was deleted since")
 		case err != nil:
@@ -79,6 +83,7 @@ func (m *Manager) settleUpdate(ctx context.Context, before, want *KeyRecord, cau
 		switch {
 		case stored.Version == v:
 			fence := stored
+			fence.Revoked, fence.Event = nil, nil // a fence changes nothing
 			err := m.store.UpdateKey(ctx, &fence)
 			switch {
 			case err == nil:
@@ -90,8 +95,21 @@ func (m *Manager) settleUpdate(ctx context.Context, before, want *KeyRecord, cau
 			default:
 				return unsettled(doing, cause, err)
 			}
+		case want.Event != nil:
+			// The key moved past v, so the lost write is over: while it
+			// held the key's row nobody else could write it. Its event was
+			// appended in the same step as its change, and names its time
+			// and actor, so the trail tells whether it committed, even
+			// when another caller made the same change or a Verify wrote
+			// a last use since.
+			if err := m.settledByEvent(ctx, doing, want, cause); err != nil {
+				return err
+			}
+			want.Version = stored.Version
+			return nil
 		case stored.Version == v+1:
-			// Version v+1 was written by one compare-and-swap at v: ours
+			// A write without an event (a purge's wipe). Version v+1 was
+			// written by one compare-and-swap at v: ours
 			// if it holds what we wrote. A new link or token digest is
 			// random, so for Renew and CreateKey that is exact. Other
 			// changes hold no random value, and another caller making the
@@ -113,6 +131,44 @@ func (m *Manager) settleUpdate(ctx context.Context, before, want *KeyRecord, cau
 		}
 	}
 	return undecided(doing, cause, "the key kept changing while it was checked")
+}
+
+// settledByEvent returns nil if want's event is in the trail, and the
+// lost write's failure if it is not.
+func (m *Manager) settledByEvent(ctx context.Context, doing string, want *KeyRecord, cause error) error {
+	committed, err := m.eventCommitted(ctx, want.Event)
+	switch {
+	case err != nil:
+		return unsettled(doing, cause, err)
+	case committed:
+		return nil
+	default:
+		return &notAppliedError{doing: doing, cause: cause}
+	}
+}
+
+// eventCommitted reports whether the audit trail holds want, the event a
+// lost write appended if it committed: the same type, time (the writer's
+// clock reading, to the microsecond), actor and details.
+func (m *Manager) eventCommitted(ctx context.Context, want *Event) (bool, error) {
+	after := ""
+	for {
+		page, err := m.store.Events(ctx, EventQuery{KeyID: want.KeyID, After: after, Limit: MaxEventPage})
+		if err != nil {
+			return false, err
+		}
+		for i := range page {
+			e := &page[i]
+			if e.Type == want.Type && e.At.Equal(want.At) && e.Actor == want.Actor &&
+				e.Policy == want.Policy && e.OldTokenTTL == want.OldTokenTTL {
+				return true, nil
+			}
+		}
+		if len(page) < MaxEventPage {
+			return false, nil
+		}
+		after = page[len(page)-1].Cursor
+	}
 }
 
 // carries reports whether stored holds a random digest that want brought
@@ -201,24 +257,42 @@ func (m *Manager) settleInsert(ctx context.Context, rec *KeyRecord, cause error)
 // failed with cause. Key IDs are never reused, so a missing key means it
 // did. A key still there is fenced, so that a lost delete cannot land
 // after DeleteKey reported that it failed.
-func (m *Manager) settleDelete(ctx context.Context, id string, cause error) error {
+func (m *Manager) settleDelete(ctx context.Context, id string, ev *Event, cause error) error {
 	const doing = "delete key"
 	ctx, cancel := settleContext(ctx)
 	defer cancel()
+	// A key that is gone was deleted by this call only if its event is the
+	// one in the trail; another caller's delete leaves this one refused,
+	// as it would have been without the lost answer.
+	deletedHere := func() error {
+		if ev == nil {
+			return nil
+		}
+		committed, err := m.eventCommitted(ctx, ev)
+		switch {
+		case err != nil:
+			return unsettled(doing, cause, err)
+		case committed:
+			return nil
+		default:
+			return ErrKeyNotFound
+		}
+	}
 	for attempt := 1; attempt <= maxUpdateAttempts; attempt++ {
 		stored, err := m.store.Key(ctx, id)
 		switch {
 		case errors.Is(err, ErrKeyNotFound):
-			return nil
+			return deletedHere()
 		case err != nil:
 			return unsettled(doing, cause, err)
 		}
+		stored.Revoked, stored.Event = nil, nil // a fence changes nothing
 		err = m.store.UpdateKey(ctx, &stored)
 		switch {
 		case err == nil:
 			return &notAppliedError{doing: doing, cause: cause}
 		case errors.Is(err, ErrKeyNotFound):
-			return nil
+			return deletedHere()
 		case errors.Is(err, ErrConflict), errors.Is(err, ErrOutcomeUnknown):
 			continue
 		default:

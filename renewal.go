@@ -40,12 +40,20 @@ type RenewOptions struct {
 	OldTokenTTL time.Duration
 }
 
+// MinOldTokenTTL is the shortest scheduled end of an old token (R14). It
+// is longer than any verification cache's MaxStaleness (MaxMaxStaleness),
+// so that every process sharing the store has seen the renewal before the
+// end it set comes: the end is exact in every cache (C2).
+const MinOldTokenTTL = time.Minute
+
 func (o RenewOptions) validate() error {
 	switch {
 	case o.OldToken != DeleteLater && o.OldToken != DeleteNow:
 		return fmt.Errorf("%w: RenewOptions.OldToken is %v", ErrInvalidOption, o.OldToken)
 	case o.OldTokenTTL < 0:
 		return fmt.Errorf("%w: RenewOptions.OldTokenTTL is negative", ErrInvalidOption)
+	case o.OldTokenTTL > 0 && o.OldTokenTTL < MinOldTokenTTL:
+		return fmt.Errorf("%w: RenewOptions.OldTokenTTL is under a minute (MinOldTokenTTL)", ErrInvalidOption)
 	case o.OldTokenTTL > 0 && o.OldToken == DeleteNow:
 		return fmt.Errorf("%w: RenewOptions.OldTokenTTL is for DeleteLater; DeleteNow deletes the old token at once", ErrInvalidOption)
 	}
@@ -67,8 +75,9 @@ func (m *Manager) Renew(ctx context.Context, id string, opts RenewOptions) (*Sha
 		return nil, err
 	}
 	var link *ShareLink
-	tmpl := Event{Type: EventTokenRenewed, Policy: opts.OldToken, OldTokenTTL: opts.OldTokenTTL}
-	err := m.update(ctx, m.keyLoader(id), tmpl, func(rec *KeyRecord, now time.Time) error {
+	tmpl := &Event{Type: EventTokenRenewed, Policy: opts.OldToken}
+	err := m.updateEvent(ctx, m.keyLoader(id), tmpl, func(rec *KeyRecord, now time.Time) error {
+		tmpl.OldTokenTTL = 0 // the event tells the end this renewal set, if any
 		if linkState(rec, now) == LinkPending {
 			return ErrRenewalPending
 		}
@@ -85,6 +94,7 @@ func (m *Manager) Renew(ctx context.Context, id string, opts RenewOptions) (*Sha
 			rec.HasOld, rec.Old = true, rec.Current
 			if opts.OldTokenTTL > 0 {
 				rec.Old.ExpiresAt = now.Add(opts.OldTokenTTL)
+				tmpl.OldTokenTTL = opts.OldTokenTTL
 			}
 		}
 		var err error
@@ -125,13 +135,13 @@ func (m *Manager) DeleteOld(ctx context.Context, id string) error {
 // link first and then decides how long the old token may live. From then
 // on it is gone as if DeleteOld had run. A later call replaces the end.
 // It returns ErrNoOldToken if there is no old token, and ErrInvalidOption
-// for a ttl that is not positive.
+// for a ttl under MinOldTokenTTL.
 func (m *Manager) ExpireOld(ctx context.Context, id string, ttl time.Duration) error {
 	if ctx == nil {
 		return ErrNilContext
 	}
-	if ttl <= 0 {
-		return fmt.Errorf("%w: ExpireOld: ttl must be positive (DeleteOld deletes at once)", ErrInvalidOption)
+	if ttl < MinOldTokenTTL {
+		return fmt.Errorf("%w: ExpireOld: ttl must be at least a minute (DeleteOld deletes at once)", ErrInvalidOption)
 	}
 	return m.update(ctx, m.keyLoader(id), Event{Type: EventOldTokenExpirySet, OldTokenTTL: ttl}, func(rec *KeyRecord, now time.Time) error {
 		if !rec.HasOld {

@@ -187,10 +187,10 @@ func (m *Manager) PurgeExpired(ctx context.Context) (int, error) {
 	}
 	const batch = 500
 	purged := 0
-	if retention := m.cfg.revokedRetention; retention > 0 {
-		if _, err := m.store.PurgeRevoked(ctx, m.now().Add(-retention)); err != nil {
-			return 0, fmt.Errorf("tokens: purge revoked tokens: %w", err)
-		}
+	// With reuse detection off (retention 0), whatever an earlier setting
+	// remembered goes too.
+	if _, err := m.store.PurgeRevoked(ctx, m.now().Add(-m.cfg.revokedRetention)); err != nil {
+		return 0, fmt.Errorf("tokens: purge revoked tokens: %w", err)
 	}
 	for {
 		ids, err := m.store.ExpiredLinks(ctx, m.now(), batch)

@@ -383,10 +383,11 @@ func (m *Manager) DeleteKey(ctx context.Context, id string) (err error) {
 	if err != nil {
 		return err
 	}
-	err = m.store.DeleteKey(ctx, id, event(Event{Type: EventKeyDeleted}, actor, &KeyRecord{ID: id}, m.now()))
+	ev := event(Event{Type: EventKeyDeleted}, actor, &KeyRecord{ID: id}, m.now())
+	err = m.store.DeleteKey(ctx, id, ev)
 	m.forget(id)
 	if errors.Is(err, ErrOutcomeUnknown) {
-		err = m.settleDelete(ctx, id, err)
+		err = m.settleDelete(ctx, id, ev, err)
 		m.forget(id) // as in update
 		return err
 	}
@@ -428,7 +429,13 @@ func (m *Manager) linkLoader(lookup Digest) loader {
 // otherwise load and apply again. Each retry follows another caller's
 // successful write, so a retry always makes progress. change returns a rule
 // error to abort without writing, or errUnchanged to succeed without one.
-func (m *Manager) update(ctx context.Context, load loader, tmpl Event, change func(rec *KeyRecord, now time.Time) error) (err error) {
+func (m *Manager) update(ctx context.Context, load loader, tmpl Event, change func(rec *KeyRecord, now time.Time) error) error {
+	return m.updateEvent(ctx, load, &tmpl, change)
+}
+
+// updateEvent is update with an event template that change may adjust,
+// for events that say what the change did (a renewal's end).
+func (m *Manager) updateEvent(ctx context.Context, load loader, tmpl *Event, change func(rec *KeyRecord, now time.Time) error) (err error) {
 	op, id := string(tmpl.Type), ""
 	if op == "" {
 		op = "purge_expired"
@@ -461,7 +468,7 @@ func (m *Manager) update(ctx context.Context, load loader, tmpl Event, change fu
 		// redeemed, rather than leave it for PurgeExpired.
 		wipeExpiredLink(&rec, now)
 		rec.Revoked = m.revokedBy(&loaded, &rec, now)
-		rec.Event = event(tmpl, actor, &rec, now)
+		rec.Event = event(*tmpl, actor, &rec, now)
 		err = m.store.UpdateKey(ctx, &rec)
 		m.forget(rec.ID)
 		if errors.Is(err, ErrOutcomeUnknown) {
@@ -519,7 +526,7 @@ func (m *Manager) key(rec *KeyRecord, now time.Time) *Key {
 		Alert:     m.alert(rec.Current.CreatedAt, now),
 		Link:      linkState(rec, now),
 	}
-	if rec.HasLink {
+	if key.Link != LinkNotFound { // a revoked link has no expiry to tell
 		key.LinkExpiresAt = rec.Link.ExpiresAt
 	}
 	key.RevokedTokenUsedAt = rec.RevokedTokenUsedAt
