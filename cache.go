@@ -117,23 +117,23 @@ func newVerifyCache(store Store, cc *CacheConfig, observe func(context.Context, 
 }
 
 // lookup returns the cached key id if the cache is confirmed current at
-// now, confirming it first if needed; nil if it cannot be trusted or holds
-// no such key. gen is the generation a fill after a store read must
-// present.
-func (c *verifyCache) lookup(ctx context.Context, id string, now time.Time) (e *cachedKey, gen uint64) {
+// now, confirming it first if needed (checked); nil if it cannot be
+// trusted or holds no such key. gen is the generation a fill after a store
+// read must present.
+func (c *verifyCache) lookup(ctx context.Context, id string, now time.Time) (e *cachedKey, gen uint64, checked bool) {
 	c.mu.RLock()
 	current := c.currentAt(now)
 	e, gen = c.entries[id], c.gen
 	c.mu.RUnlock()
 	if current {
-		return e, gen
+		return e, gen, false
 	}
 	if !c.check(ctx, now) {
-		return nil, gen
+		return nil, gen, true
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.entries[id], c.gen
+	return c.entries[id], c.gen, true
 }
 
 // currentAt reports whether the entries may be trusted at now; the caller
@@ -303,9 +303,15 @@ func (m *Manager) forget(id string) {
 // current and holds a token of the key with that digest. hit is false when
 // the store must decide; gen is then what a fill must present.
 func (m *Manager) verifyCached(ctx context.Context, id string, digest Digest, now time.Time) (key *Key, hit bool, gen uint64, err error) {
-	e, gen := m.cache.lookup(ctx, id, now)
+	e, gen, checked := m.cache.lookup(ctx, id, now)
 	if e == nil {
 		return nil, false, gen, nil
+	}
+	if checked {
+		// The check asked the store, or waited for another goroutine
+		// that did: an old token's end (R14) is judged at the time the
+		// answer came, not before.
+		now = m.now()
 	}
 	rec := &e.rec
 	used := matchingToken(rec, digest, now) // R14's expiry is exact, cached or not
