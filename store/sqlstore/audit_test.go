@@ -1,7 +1,6 @@
 package sqlstore_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -426,65 +424,32 @@ func requireAuditGroups(t *testing.T, want map[[2]string][]auditExpected, got ma
 
 // auditChild is a running child process of TestAuditTrailAcrossProcesses.
 type auditChild struct {
-	role    string
-	cmd     *exec.Cmd
-	stdin   io.WriteCloser
-	ready   chan struct{} // closed when it printed auditReadyLine
-	exited  chan struct{} // closed when it exited; waitErr, ops and badLines are then set
-	waitErr error
-
-	ops      []auditOp
+	*childProcess
+	role     string
+	ready    chan struct{} // closed when it printed auditReadyLine
+	ops      []auditOp     // set when exited is closed
 	badLines []string
-
-	mu  sync.Mutex
-	out strings.Builder // stdout and stderr, for failure messages
 }
 
 func startAuditChild(t *testing.T, role, cfgPath, reportPath string) *auditChild {
 	t.Helper()
-	c := &auditChild{role: role, ready: make(chan struct{}), exited: make(chan struct{})}
-	c.cmd = exec.Command(os.Args[0], "-test.run=^TestAuditChild$", "-test.count=1", "-test.timeout=2m")
-	// A race-enabled child would sleep a second on exit by default.
-	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
-	c.cmd.Env = append(os.Environ(), auditConfigEnv+"="+cfgPath, auditRoleEnv+"="+role,
-		auditReportEnv+"="+reportPath, "GORACE="+gorace)
-	c.cmd.Stderr = writerFunc(c.record)
-	stdout, err := c.cmd.StdoutPipe()
-	require.NoError(t, err)
-	c.stdin, err = c.cmd.StdinPipe()
-	require.NoError(t, err)
-	require.NoError(t, c.cmd.Start())
-	t.Cleanup(func() {
-		c.stdin.Close()
-		select {
-		case <-c.exited:
-		case <-time.After(interruptWait):
-			c.cmd.Process.Kill()
-			<-c.exited
+	c := &auditChild{role: role, ready: make(chan struct{})}
+	env := []string{auditConfigEnv + "=" + cfgPath, auditRoleEnv + "=" + role, auditReportEnv + "=" + reportPath}
+	c.childProcess = startChild(t, "TestAuditChild", env, func(line string) bool {
+		if js, ok := strings.CutPrefix(line, auditOpPrefix); ok {
+			var op auditOp
+			if err := json.Unmarshal([]byte(js), &op); err != nil {
+				c.badLines = append(c.badLines, line)
+			} else {
+				c.ops = append(c.ops, op)
+			}
+			return true
 		}
+		if line == auditReadyLine {
+			close(c.ready)
+		}
+		return false
 	})
-	go func() {
-		scanner := bufio.NewScanner(stdout)
-		scanner.Buffer(make([]byte, 64<<10), 1<<20)
-		for scanner.Scan() {
-			line := scanner.Text()
-			if js, ok := strings.CutPrefix(line, auditOpPrefix); ok {
-				var op auditOp
-				if err := json.Unmarshal([]byte(js), &op); err != nil {
-					c.badLines = append(c.badLines, line)
-				} else {
-					c.ops = append(c.ops, op)
-				}
-				continue
-			}
-			c.record([]byte(line + "\n"))
-			if line == auditReadyLine {
-				close(c.ready)
-			}
-		}
-		c.waitErr = c.cmd.Wait()
-		close(c.exited)
-	}()
 	return c
 }
 
@@ -508,18 +473,6 @@ func (c *auditChild) wait(t *testing.T) {
 		require.FailNow(t, "child did not end", "%s, after %v\n%s", c.role, interruptWait, c.output())
 	}
 	require.NoError(t, c.waitErr, "%s failed:\n%s", c.role, c.output())
-}
-
-func (c *auditChild) record(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.out.Write(p)
-}
-
-func (c *auditChild) output() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.out.String()
 }
 
 // TestAuditChild is a child process of TestAuditTrailAcrossProcesses: the
@@ -1021,20 +974,12 @@ func runAuditKill(t *testing.T, in instance, admin *sqlx.DB, call auditKillCall,
 }
 
 // auditWaitForExit waits until backend pid has ended, and with it its
-// transaction. pg_terminate_backend's own wait checks every 100 ms; this
-// polls every few milliseconds, for at most interruptWait.
+// transaction. pg_terminate_backend's own wait checks every 100 ms;
+// awaitPostgres looks more often.
 func auditWaitForExit(t *testing.T, admin *sqlx.DB, pid int) {
 	t.Helper()
-	deadline := time.Now().Add(interruptWait)
-	for {
-		var n int
-		require.NoError(t, admin.GetContext(t.Context(), &n, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid))
-		if n == 0 {
-			return
-		}
-		require.True(t, time.Now().Before(deadline), "backend %d still runs %v after it was terminated", pid, interruptWait)
-		time.Sleep(2 * time.Millisecond)
-	}
+	require.NoError(t, awaitPostgres(t.Context(), admin, fmt.Sprintf("backend %d still runs after it was terminated", pid),
+		`SELECT NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)`, pid))
 }
 
 // auditState is what a killed change must leave as it was.

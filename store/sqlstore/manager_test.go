@@ -787,6 +787,33 @@ func waitForBlockedBackend(t *testing.T, admin *sqlx.DB, blocker int, done <-cha
 	return pid, statement
 }
 
+// awaitPostgres waits until query, a boolean SELECT on PostgreSQL's
+// catalog, is true, for at most interruptWait. PostgreSQL tells no client
+// that a backend waits for a lock or has ended, so the catalog is read
+// every few milliseconds; the wait ends at once when it is true.
+func awaitPostgres(ctx context.Context, admin *sqlx.DB, what, query string, args ...any) error {
+	deadline := time.NewTimer(interruptWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		var ok bool
+		if err := admin.GetContext(ctx, &ok, query, args...); err != nil {
+			return err
+		}
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline.C:
+			return fmt.Errorf("%s: not after %v", what, interruptWait)
+		case <-tick.C:
+		}
+	}
+}
+
 // renewInBackground starts a renewal of key id with ctx and returns a
 // channel that reports its error.
 func renewInBackground(ctx context.Context, m *tokens.Manager, id string) <-chan error {

@@ -507,43 +507,19 @@ func TestLostCommitStillRunning(t *testing.T) {
 }
 
 // waitBlockedBy waits until a backend waits for a lock that backend
-// blocker holds, polling every few milliseconds for at most interruptWait.
+// blocker holds.
 func waitBlockedBy(admin *sqlx.DB, blocker int) error {
-	deadline := time.Now().Add(interruptWait)
-	for {
-		var n int
-		err := admin.Get(&n, `SELECT count(*) FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))`, blocker)
-		switch {
-		case err != nil:
-			return err
-		case n > 0:
-			return nil
-		case time.Now().After(deadline):
-			return errors.New("the lost transaction never waited for the lock")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	return awaitPostgres(context.Background(), admin, "the lost transaction never waited for the lock",
+		`SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid)))`, blocker)
 }
 
 // waitForFenceBehind waits until a backend waits for a lock that backend
 // blocker holds (the lost transaction) and another for a lock that one
-// holds (the fence). It polls pg_stat_activity every few milliseconds,
-// for at most interruptWait.
+// holds (the fence).
 func waitForFenceBehind(t *testing.T, admin *sqlx.DB, blocker int) {
 	t.Helper()
-	const query = `SELECT count(*) FROM pg_stat_activity w
-	WHERE EXISTS (SELECT 1 FROM pg_stat_activity o
-		WHERE $1 = ANY(pg_blocking_pids(o.pid)) AND o.pid = ANY(pg_blocking_pids(w.pid)))`
-	deadline := time.Now().Add(interruptWait)
-	for {
-		var n int
-		require.NoError(t, admin.GetContext(t.Context(), &n, query, blocker))
-		if n > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no fence waited behind the lost transaction")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	require.NoError(t, awaitPostgres(t.Context(), admin, "no fence waited behind the lost transaction",
+		`SELECT EXISTS (SELECT 1 FROM pg_stat_activity w
+		WHERE EXISTS (SELECT 1 FROM pg_stat_activity o
+			WHERE $1 = ANY(pg_blocking_pids(o.pid)) AND o.pid = ANY(pg_blocking_pids(w.pid))))`, blocker))
 }

@@ -1,7 +1,6 @@
 package sqlstore_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -11,11 +10,9 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,10 +66,13 @@ const (
 	// evenly over the kinds.
 	revocationCount = 200
 	// revocationPause separates two revocations, so that the children
-	// see them one at a time rather than in a single burst.
+	// see them one at a time rather than in a single burst (pacing, as
+	// childRoundPause).
 	revocationPause = 3 * time.Millisecond
-	// childRoundPause separates two rounds of a child over its tokens:
-	// the children verify continuously without taking the two cores.
+	// childRoundPause separates two rounds of a child over its tokens.
+	// It paces load, it waits for nothing: without it the two children
+	// take both cores, their rounds stretch to hundreds of milliseconds
+	// and the time to refusal measures the rounds, not the cache.
 	childRoundPause = 2 * time.Millisecond
 	// retireAfter is how long a child keeps verifying a token after
 	// its first refusal, to catch an acceptance coming back (a fill that
@@ -90,6 +90,9 @@ const (
 	childConfigEnv = "TOKENS_REVOCATION_CHILD"
 	childReportEnv = "TOKENS_REVOCATION_REPORT"
 	childReadyLine = "tokens-revocation-child: ready"
+	// childDoneLine says a child saw every token refused and watched each
+	// for retireAfter since: its report is complete.
+	childDoneLine = "tokens-revocation-child: done"
 )
 
 // A revocationKind is a call that stops a token verifying (C2). R4's
@@ -288,9 +291,17 @@ func runRevocationLatency(t *testing.T, b backend, terminate bool) {
 		require.Positive(t, terminated, "no connection of the children was terminated")
 	}
 
-	// Let the children see the last revocations for longer than the
-	// bound, then stop them.
-	time.Sleep(retireAfter + revocationStaleness)
+	// Each child says when it has seen every token refused and watched it
+	// for retireAfter; then it is stopped.
+	for i, c := range children {
+		select {
+		case <-c.done:
+		case <-c.exited:
+			require.FailNow(t, "child exited before it was done", "child %d: %v\n%s", i, c.waitErr, c.output())
+		case <-time.After(interruptWait):
+			require.FailNow(t, "child not done", "child %d did not see every token refused within %v\n%s", i, interruptWait, c.output())
+		}
+	}
 	for _, c := range children {
 		c.stdin.Close()
 	}
@@ -417,51 +428,25 @@ func terminateBackends(t *testing.T, admin *sql.DB, appName string) int {
 
 // revocationChild is a running child process.
 type revocationChild struct {
-	cmd        *exec.Cmd
-	stdin      io.WriteCloser
+	*childProcess
 	reportPath string
 	ready      chan struct{} // closed when it printed childReadyLine
-	exited     chan struct{} // closed when it exited; waitErr is then set
-	waitErr    error
-
-	mu  sync.Mutex
-	out strings.Builder // stdout and stderr, for failure messages
+	done       chan struct{} // closed when it printed childDoneLine
 }
 
 func startRevocationChild(t *testing.T, cfgPath, reportPath string) *revocationChild {
 	t.Helper()
-	c := &revocationChild{reportPath: reportPath, ready: make(chan struct{}), exited: make(chan struct{})}
-	c.cmd = exec.Command(os.Args[0], "-test.run=^TestRevocationChild$", "-test.count=1", "-test.timeout=2m")
-	// A race-enabled child would sleep a second on exit by default.
-	gorace := strings.TrimSpace(os.Getenv("GORACE") + " atexit_sleep_ms=0")
-	c.cmd.Env = append(os.Environ(), childConfigEnv+"="+cfgPath, childReportEnv+"="+reportPath, "GORACE="+gorace)
-	c.cmd.Stderr = writerFunc(c.record)
-	stdout, err := c.cmd.StdoutPipe()
-	require.NoError(t, err)
-	c.stdin, err = c.cmd.StdinPipe()
-	require.NoError(t, err)
-	require.NoError(t, c.cmd.Start())
-	t.Cleanup(func() {
-		c.stdin.Close()
-		select {
-		case <-c.exited:
-		case <-time.After(interruptWait):
-			c.cmd.Process.Kill()
-			<-c.exited
+	c := &revocationChild{reportPath: reportPath, ready: make(chan struct{}), done: make(chan struct{})}
+	env := []string{childConfigEnv + "=" + cfgPath, childReportEnv + "=" + reportPath}
+	c.childProcess = startChild(t, "TestRevocationChild", env, func(line string) bool {
+		switch line {
+		case childReadyLine:
+			close(c.ready)
+		case childDoneLine:
+			close(c.done)
 		}
+		return false
 	})
-	go func() {
-		scanner := bufio.NewScanner(stdout)
-		for scanner.Scan() {
-			line := scanner.Text()
-			c.record([]byte(line + "\n"))
-			if line == childReadyLine {
-				close(c.ready)
-			}
-		}
-		c.waitErr = c.cmd.Wait()
-		close(c.exited)
-	}()
 	return c
 }
 
@@ -482,22 +467,6 @@ func (c *revocationChild) stop(t *testing.T, i int) childReport {
 	require.NoError(t, json.Unmarshal(raw, &rep))
 	return rep
 }
-
-func (c *revocationChild) record(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.out.Write(p)
-}
-
-func (c *revocationChild) output() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.out.String()
-}
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // TestRevocationChild is a child process of TestRevocationLatency: it
 // verifies the tokens the parent prepared with the cache on, on the real
@@ -574,20 +543,28 @@ func TestRevocationChild(t *testing.T) {
 		case <-stop:
 		default:
 			start := time.Now()
+			retired := 0
 			for i, seen := range rep.Tokens {
 				// A refused token needs the store on every Verify:
 				// watching it in every round would slow the rounds
 				// down, and with them the watch on the others.
-				if seen.FirstRefusalEnd != 0 &&
-					(round%refusedEvery != 0 || start.UnixNano()-seen.FirstRefusalEnd > int64(retireAfter)) {
+				if seen.FirstRefusalEnd != 0 && start.UnixNano()-seen.FirstRefusalEnd > int64(retireAfter) {
+					retired++
+					continue
+				}
+				if seen.FirstRefusalEnd != 0 && round%refusedEvery != 0 {
 					continue
 				}
 				verify(i)
 			}
 			rep.Rounds++
 			rep.LongestRound = max(rep.LongestRound, time.Since(start))
-			time.Sleep(childRoundPause)
-			continue
+			if retired < len(rep.Tokens) {
+				time.Sleep(childRoundPause)
+				continue
+			}
+			fmt.Println(childDoneLine)
+			<-stop
 		}
 		break
 	}
