@@ -2,7 +2,6 @@ package tokens
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"sync"
@@ -96,7 +95,8 @@ type verifyCache struct {
 }
 
 // cachedKey is a record as the store had it when a token of it verified.
-// rec never changes once cached; the times of the last recorded use do.
+// rec never changes once cached; the times of the last recorded use, as
+// this process knows them, do.
 type cachedKey struct {
 	rec      KeyRecord
 	lastUsed [2]atomic.Int64 // Unix microseconds of current and old, or neverUsed
@@ -246,22 +246,6 @@ func (c *verifyCache) close() {
 	c.mu.Unlock()
 }
 
-// claimUse reports whether this goroutine is the one to record a use of
-// the token in slot at now (R9: at most once a minute per token and, with
-// many goroutines verifying it at once, once per process), the last-use
-// time it replaced, and the token's last-use time as this process knows it.
-func (e *cachedKey) claimUse(slot int, now time.Time) (claimed bool, prev int64, lastUsed time.Time) {
-	prev = e.lastUsed[slot].Load()
-	at := now.UnixMicro()
-	if prev != neverUsed && at-prev < lastUsedResolution.Microseconds() {
-		return false, prev, fromUnixMicro(prev)
-	}
-	if e.lastUsed[slot].CompareAndSwap(prev, at) {
-		return true, prev, now
-	}
-	return false, prev, fromUnixMicro(e.lastUsed[slot].Load())
-}
-
 // neverUsed is the last-use time of a token never used. Not 0, which is
 // 1970-01-01, where a mock clock starts.
 const neverUsed = math.MinInt64
@@ -322,15 +306,13 @@ func (m *Manager) verifyCached(ctx context.Context, id string, digest Digest, no
 	if old {
 		slot = 1
 	}
-	claimed, prev, lastUsed := e.claimUse(slot, now)
-	if claimed {
-		err := m.store.RecordUse(ctx, id, digest, now, now.Add(-lastUsedResolution))
-		if err != nil {
-			e.lastUsed[slot].CompareAndSwap(now.UnixMicro(), prev) // the next Verify tries again
-		}
-		if err != nil && !errors.Is(err, ErrOutcomeUnknown) { // as in Verify
-			return nil, true, gen, fmt.Errorf("tokens: verify: record use: %w", err)
-		}
+	known := fromUnixMicro(e.lastUsed[slot].Load())
+	lastUsed, err := m.recordUse(ctx, id, digest, known, now)
+	if err != nil {
+		return nil, true, gen, err
+	}
+	if !lastUsed.Equal(known) {
+		e.lastUsed[slot].Store(unixMicro(lastUsed))
 	}
 	return m.verifiedKey(rec, old, lastUsed, now), true, gen, nil
 }

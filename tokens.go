@@ -283,26 +283,38 @@ func (m *Manager) Verify(ctx context.Context, keyID, token string) (_ *Key, err 
 	if !rec.Active {
 		return nil, ErrKeyInactive
 	}
-	lastUsed := used.LastUsedAt
-	if lastUsed.IsZero() || !now.Before(lastUsed.Add(lastUsedResolution)) { // cheaper than Sub
-		if m.uses.claim(digest, now) {
-			err := m.store.RecordUse(ctx, keyID, digest, now, now.Add(-lastUsedResolution))
-			if err != nil {
-				m.uses.release(digest)
-			}
-			// A last-use write whose outcome is unknown changes no token's
-			// validity: the token verified, and the next use writes again.
-			if err != nil && !errors.Is(err, ErrOutcomeUnknown) {
-				return nil, fmt.Errorf("tokens: verify: record use: %w", err)
-			}
-		}
-		lastUsed = now
+	lastUsed, err := m.recordUse(ctx, keyID, digest, used.LastUsedAt, now)
+	if err != nil {
+		return nil, err
 	}
 	old := used == &rec.Old
 	if m.cache != nil {
 		m.cache.fill(rec, gen, old, lastUsed)
 	}
 	return m.verifiedKey(rec, old, lastUsed, now), nil
+}
+
+// recordUse writes the last use of a token that verified (R9), if the
+// last one known, last, is a minute old or more and no other goroutine of
+// this process is writing it (no herd at the minute boundary). It returns
+// the token's last use as this process now knows it.
+func (m *Manager) recordUse(ctx context.Context, id string, digest Digest, last, now time.Time) (time.Time, error) {
+	if !last.IsZero() && now.Before(last.Add(lastUsedResolution)) { // cheaper than Sub
+		return last, nil
+	}
+	if !m.uses.claim(digest, now) {
+		return now, nil
+	}
+	err := m.store.RecordUse(ctx, id, digest, now, now.Add(-lastUsedResolution))
+	if err != nil {
+		m.uses.release(digest) // the next use tries again
+	}
+	// A last-use write whose outcome is unknown changes no token's
+	// validity: the token verified, and the next use writes again.
+	if err != nil && !errors.Is(err, ErrOutcomeUnknown) {
+		return last, fmt.Errorf("tokens: verify: record use: %w", err)
+	}
+	return now, nil
 }
 
 // noKey is the record Verify compares a token with when the key is unknown.
