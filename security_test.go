@@ -13,6 +13,7 @@ import (
 	"go/token"
 	"log/slog"
 	"math"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -958,16 +959,7 @@ func TestS9_TextThatSpoofsTheScreenIsRefused(t *testing.T) {
 // or the time Verify takes tells whether a key ID exists (issue 7, item
 // 7). The benchmarks Verify/wrong and Verify/unknown_key measure it.
 func TestS3_UnknownKeyIsComparedLikeAWrongToken(t *testing.T) {
-	fset := token.NewFileSet()
-	file, err := parser.ParseFile(fset, "tokens.go", nil, parser.SkipObjectResolution)
-	require.NoError(t, err)
-	var verify *ast.FuncDecl
-	for _, decl := range file.Decls {
-		if fn, ok := decl.(*ast.FuncDecl); ok && fn.Name.Name == "Verify" {
-			verify = fn
-		}
-	}
-	require.NotNil(t, verify)
+	fset, verify := libraryFunc(t, "Manager", "Verify")
 	ast.Inspect(verify, func(n ast.Node) bool {
 		stmt, ok := n.(*ast.IfStmt)
 		if !ok {
@@ -1009,4 +1001,40 @@ func exprString(e ast.Expr) string {
 		return true
 	})
 	return b.String()
+}
+
+// libraryFunc finds the function (recv "") or method named name in the
+// root package's non-test files, whichever file holds it.
+func libraryFunc(t *testing.T, recv, name string) (*token.FileSet, *ast.FuncDecl) {
+	t.Helper()
+	fset := token.NewFileSet()
+	for _, path := range libraryFiles(t) {
+		if filepath.Dir(path) != "." {
+			continue
+		}
+		file, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		require.NoError(t, err)
+		for _, decl := range file.Decls {
+			fn, ok := decl.(*ast.FuncDecl)
+			if ok && fn.Name.Name == name && receiverName(fn) == recv {
+				return fset, fn
+			}
+		}
+	}
+	t.Fatalf("no function %s.%s in the library", recv, name)
+	return nil, nil
+}
+
+func receiverName(fn *ast.FuncDecl) string {
+	if fn.Recv == nil || len(fn.Recv.List) == 0 {
+		return ""
+	}
+	typ := fn.Recv.List[0].Type
+	if star, ok := typ.(*ast.StarExpr); ok {
+		typ = star.X
+	}
+	if id, ok := typ.(*ast.Ident); ok {
+		return id.Name
+	}
+	return ""
 }
