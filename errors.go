@@ -48,9 +48,6 @@ var (
 	// integration still uses a deleted token. It is also an
 	// ErrInvalidCredentials.
 	ErrTokenRevoked = fmt.Errorf("%w: token revoked", ErrInvalidCredentials)
-	// ErrInvalidCursor means EventQuery.After is not a Cursor of the
-	// audit trail.
-	ErrInvalidCursor = errors.New("tokens: invalid event cursor")
 	// ErrKeyInactive means the token is right but the key is deactivated (R9).
 	ErrKeyInactive = errors.New("tokens: key inactive")
 
@@ -59,11 +56,6 @@ var (
 	// ErrInvalidOption means an Option or RenewOptions value was refused.
 	ErrInvalidOption = errors.New("tokens: invalid option")
 
-	// ErrOutcomeUnknown means a change was sent to the store but the store
-	// could not say whether it committed (the connection was lost or the
-	// deadline hit during COMMIT), and the Manager could not find out
-	// either (R18). Look at the key before retrying.
-	ErrOutcomeUnknown = errors.New("tokens: outcome unknown: the change may or may not have been applied")
 	// ErrNilContext means a method was called with a nil context; nothing
 	// was read or written (R18).
 	ErrNilContext = errors.New("tokens: nil context")
@@ -71,12 +63,20 @@ var (
 	// Manager's sealing secrets (S8): it was sealed under a secret the
 	// Manager is not given. The link stays pending.
 	ErrLinkSealed = errors.New("tokens: share link was sealed under a sealing secret this manager does not have")
-
-	// ErrConflict is returned by a Store when a conditional write finds the
-	// record changed since it was read. The Manager retries on it; it reaches
-	// callers only when retries are exhausted.
-	ErrConflict = errors.New("tokens: concurrent update conflict")
-	// ErrDuplicate is returned by a Store when an insert or update would
-	// give two keys the same ID or two links the same digest.
-	ErrDuplicate = errors.New("tokens: duplicate key ID or link digest")
 )
+
+// ruleErrors are the refusals of the rules: the caller's doing.
+var ruleErrors = []error{
+	ErrKeyNotFound, ErrRenewalPending, ErrOldTokenPending, ErrNoOldToken, ErrUndoUnavailable,
+	ErrInvalidLink, ErrLinkNotFound, ErrLinkUsed, ErrLinkExpired, ErrNoPendingLink, ErrLinkSealed,
+	ErrInvalidKeySpec, ErrInvalidOption, ErrInvalidCursor, ErrNilContext,
+}
+
+func isRuleError(err error) bool {
+	for _, rule := range ruleErrors {
+		if errors.Is(err, rule) {
+			return true
+		}
+	}
+	return false
+}

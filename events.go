@@ -3,63 +3,6 @@ package tokens
 import (
 	"context"
 	"fmt"
-	"time"
-)
-
-// EventType says what an Event records (R17).
-type EventType string
-
-// The types of events, one per kind of change.
-const (
-	EventKeyCreated       EventType = "key_created"
-	EventTokenRenewed     EventType = "token_renewed"
-	EventLinkRedeemed     EventType = "link_redeemed"
-	EventLinkRevoked      EventType = "link_revoked"
-	EventOldTokenDeleted  EventType = "old_token_deleted"
-	EventRenewalUndone    EventType = "renewal_undone"
-	EventKeyActivated     EventType = "key_activated"
-	EventKeyDeactivated   EventType = "key_deactivated"
-	EventKeyDeleted       EventType = "key_deleted"
-	EventRevokedTokenUsed EventType = "revoked_token_used"
-	// EventOldTokenExpirySet: ExpireOld gave the old token a scheduled end
-	// after its renewal (OldTokenTTL says in how long).
-	EventOldTokenExpirySet EventType = "old_token_expiry_set"
-)
-
-// Event is one entry of the audit trail (R17): a change that succeeded,
-// appended in the same atomic step as the change. It never holds a secret.
-type Event struct {
-	// Cursor is the event's place in the trail: pass the last Cursor of a
-	// page as EventQuery.After to read on. It is opaque.
-	Cursor  string
-	At      time.Time
-	KeyID   string
-	Account string
-	Type    EventType
-	// Actor is who made the change, from WithActor; empty if not given.
-	Actor string
-	// Policy and OldTokenTTL are the renewal's choices, for
-	// EventTokenRenewed; OldTokenTTL also says in how long the old token
-	// ends, for EventOldTokenExpirySet.
-	Policy      OldTokenPolicy
-	OldTokenTTL time.Duration
-}
-
-// EventQuery selects events. KeyID and Account, if not empty, keep the
-// events of that key or account. After is the Cursor of the last event
-// already read ("" for the start). Limit is at most MaxEventPage; 0 means
-// DefaultEventPage.
-type EventQuery struct {
-	KeyID, Account, After string
-	Limit                 int
-}
-
-const (
-	// DefaultEventPage is how many events Events returns when
-	// EventQuery.Limit is 0.
-	DefaultEventPage = 100
-	// MaxEventPage is the largest EventQuery.Limit.
-	MaxEventPage = 1000
 )
 
 type actorKey struct{}

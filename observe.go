@@ -104,19 +104,3 @@ func (m *Manager) observeVerify(ctx context.Context, id string, cached bool, err
 	}
 	m.cfg.observe(ctx, Observation{Op: "verify", Outcome: outcome, KeyID: id, Cached: cached, Err: err})
 }
-
-// ruleErrors are the refusals of the rules: the caller's doing.
-var ruleErrors = []error{
-	ErrKeyNotFound, ErrRenewalPending, ErrOldTokenPending, ErrNoOldToken, ErrUndoUnavailable,
-	ErrInvalidLink, ErrLinkNotFound, ErrLinkUsed, ErrLinkExpired, ErrNoPendingLink, ErrLinkSealed,
-	ErrInvalidKeySpec, ErrInvalidOption, ErrInvalidCursor, ErrNilContext,
-}
-
-func isRuleError(err error) bool {
-	for _, rule := range ruleErrors {
-		if errors.Is(err, rule) {
-			return true
-		}
-	}
-	return false
-}

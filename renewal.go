@@ -6,28 +6,6 @@ import (
 	"time"
 )
 
-// OldTokenPolicy says what Renew does with the previous token.
-type OldTokenPolicy int
-
-const (
-	// DeleteLater keeps the previous token as the old token, verifying
-	// until DeleteOld (or Undo) (R2). It is the zero value.
-	DeleteLater OldTokenPolicy = iota
-	// DeleteNow deletes the previous token in the same atomic step (R2).
-	DeleteNow
-)
-
-func (p OldTokenPolicy) String() string {
-	switch p {
-	case DeleteLater:
-		return "delete later"
-	case DeleteNow:
-		return "delete now"
-	default:
-		return fmt.Sprintf("OldTokenPolicy(%d)", int(p))
-	}
-}
-
 // RenewOptions are the choices of a renewal. The zero value renews with
 // DeleteLater and no scheduled expiry.
 type RenewOptions struct {

@@ -2,6 +2,8 @@ package tokens
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 )
 
@@ -213,3 +215,101 @@ type AccountLister interface {
 	// each, in byte order; none gives an empty slice.
 	Accounts(ctx context.Context) ([]string, error)
 }
+
+// EventType says what an Event records (R17).
+type EventType string
+
+// The types of events, one per kind of change.
+const (
+	EventKeyCreated       EventType = "key_created"
+	EventTokenRenewed     EventType = "token_renewed"
+	EventLinkRedeemed     EventType = "link_redeemed"
+	EventLinkRevoked      EventType = "link_revoked"
+	EventOldTokenDeleted  EventType = "old_token_deleted"
+	EventRenewalUndone    EventType = "renewal_undone"
+	EventKeyActivated     EventType = "key_activated"
+	EventKeyDeactivated   EventType = "key_deactivated"
+	EventKeyDeleted       EventType = "key_deleted"
+	EventRevokedTokenUsed EventType = "revoked_token_used"
+	// EventOldTokenExpirySet: ExpireOld gave the old token a scheduled end
+	// after its renewal (OldTokenTTL says in how long).
+	EventOldTokenExpirySet EventType = "old_token_expiry_set"
+)
+
+// Event is one entry of the audit trail (R17): a change that succeeded,
+// appended in the same atomic step as the change. It never holds a secret.
+type Event struct {
+	// Cursor is the event's place in the trail: pass the last Cursor of a
+	// page as EventQuery.After to read on. It is opaque.
+	Cursor  string
+	At      time.Time
+	KeyID   string
+	Account string
+	Type    EventType
+	// Actor is who made the change, from WithActor; empty if not given.
+	Actor string
+	// Policy and OldTokenTTL are the renewal's choices, for
+	// EventTokenRenewed; OldTokenTTL also says in how long the old token
+	// ends, for EventOldTokenExpirySet.
+	Policy      OldTokenPolicy
+	OldTokenTTL time.Duration
+}
+
+// EventQuery selects events. KeyID and Account, if not empty, keep the
+// events of that key or account. After is the Cursor of the last event
+// already read ("" for the start). Limit is at most MaxEventPage; 0 means
+// DefaultEventPage.
+type EventQuery struct {
+	KeyID, Account, After string
+	Limit                 int
+}
+
+const (
+	// DefaultEventPage is how many events Events returns when
+	// EventQuery.Limit is 0.
+	DefaultEventPage = 100
+	// MaxEventPage is the largest EventQuery.Limit.
+	MaxEventPage = 1000
+)
+
+// OldTokenPolicy says what Renew does with the previous token.
+type OldTokenPolicy int
+
+const (
+	// DeleteLater keeps the previous token as the old token, verifying
+	// until DeleteOld (or Undo) (R2). It is the zero value.
+	DeleteLater OldTokenPolicy = iota
+	// DeleteNow deletes the previous token in the same atomic step (R2).
+	DeleteNow
+)
+
+func (p OldTokenPolicy) String() string {
+	switch p {
+	case DeleteLater:
+		return "delete later"
+	case DeleteNow:
+		return "delete now"
+	default:
+		return fmt.Sprintf("OldTokenPolicy(%d)", int(p))
+	}
+}
+
+// Errors of the Store contract: what a store returns, and what the Manager
+// makes of it.
+var (
+	// ErrConflict is returned by a Store when a conditional write finds the
+	// record changed since it was read. The Manager retries on it; it reaches
+	// callers only when retries are exhausted.
+	ErrConflict = errors.New("tokens: concurrent update conflict")
+	// ErrDuplicate is returned by a Store when an insert or update would
+	// give two keys the same ID or two links the same digest.
+	ErrDuplicate = errors.New("tokens: duplicate key ID or link digest")
+	// ErrOutcomeUnknown means a change was sent to the store but the store
+	// could not say whether it committed (the connection was lost or the
+	// deadline hit during COMMIT), and the Manager could not find out
+	// either (R18). Look at the key before retrying.
+	ErrOutcomeUnknown = errors.New("tokens: outcome unknown: the change may or may not have been applied")
+	// ErrInvalidCursor means EventQuery.After is not a Cursor of the
+	// audit trail.
+	ErrInvalidCursor = errors.New("tokens: invalid event cursor")
+)
