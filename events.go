@@ -3,6 +3,7 @@ package tokens
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 type actorKey struct{}
@@ -51,4 +52,32 @@ func (m *Manager) Events(ctx context.Context, q EventQuery) ([]Event, error) {
 		return nil, storeError("events", err)
 	}
 	return events, nil
+}
+
+// event completes the event template of a change of rec at now: nil if the
+// change appends none (an empty Type).
+func event(tmpl Event, actor string, rec *KeyRecord, now time.Time) *Event {
+	if tmpl.Type == "" {
+		return nil
+	}
+	ev := tmpl
+	ev.At, ev.KeyID, ev.Account, ev.Actor = now, rec.ID, rec.Account, actor
+	return &ev
+}
+
+// PurgeEvents deletes the events of the audit trail older than olderThan,
+// and returns how many. The library keeps events until told: call it from
+// a periodic job with the retention your audit policy asks for.
+func (m *Manager) PurgeEvents(ctx context.Context, olderThan time.Duration) (int, error) {
+	if ctx == nil {
+		return 0, ErrNilContext
+	}
+	if olderThan < 0 {
+		return 0, invalidOption("PurgeEvents: olderThan must not be negative")
+	}
+	n, err := m.store.PurgeEvents(ctx, m.now().Add(-olderThan))
+	if err != nil {
+		return n, fmt.Errorf("tokens: purge events: %w", err)
+	}
+	return n, nil
 }

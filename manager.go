@@ -2,7 +2,6 @@ package tokens
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"strings"
@@ -230,125 +229,6 @@ func (m *Manager) Accounts(ctx context.Context) ([]string, error) {
 	return accounts, nil
 }
 
-// Verify checks a key ID and token (R9). It succeeds for the current or the
-// old token of an active key and returns the key. An unknown key and a wrong
-// token both give ErrInvalidCredentials; a malformed token gives
-// ErrMalformedToken, which is also an ErrInvalidCredentials, without reading
-// the store. ErrKeyInactive means the token is right but the key is
-// deactivated. A successful Verify records the token's LastUsedAt, at most
-// once a minute.
-func (m *Manager) Verify(ctx context.Context, keyID, token string) (_ *Key, err error) {
-	if ctx == nil {
-		return nil, ErrNilContext
-	}
-	fromCache := false
-	if m.cfg.observe != nil {
-		defer func() { m.observeVerify(ctx, keyID, fromCache, err) }()
-	}
-	if !wellFormedToken(token) {
-		return nil, ErrMalformedToken
-	}
-	if !validKeyID(keyID) {
-		return nil, ErrInvalidCredentials
-	}
-	digest := tokenDigest(token)
-	now := m.now()
-	var gen uint64
-	if m.cache != nil {
-		key, hit, g, err := m.verifyCached(ctx, keyID, digest, now)
-		if hit {
-			fromCache = err == nil
-			return key, err
-		}
-		gen = g
-	}
-	rec, err := m.viewKey(ctx, keyID)
-	known := err == nil
-	if err != nil && !errors.Is(err, ErrKeyNotFound) {
-		return nil, fmt.Errorf("tokens: verify: %w", err)
-	}
-	// An unknown key's empty record is compared like a known key's, so that
-	// a miss takes about as long as a wrong token: key IDs are public, but
-	// need not be confirmed by timing.
-	if !known {
-		rec = &noKey
-	}
-	used := matchingToken(rec, digest, now)
-	if used == nil || !known {
-		if !known {
-			rec = nil
-		}
-		return nil, m.refused(ctx, keyID, rec, digest, now)
-	}
-	if !rec.Active {
-		return nil, ErrKeyInactive
-	}
-	lastUsed, err := m.recordUse(ctx, keyID, digest, used.LastUsedAt, now)
-	if err != nil {
-		return nil, err
-	}
-	old := used == &rec.Old
-	if m.cache != nil {
-		m.cache.fill(rec, gen, old, lastUsed)
-	}
-	return m.verifiedKey(rec, old, lastUsed, now), nil
-}
-
-// recordUse writes the last use of a token that verified (R9), if the
-// last one known, last, is a minute old or more and no other goroutine of
-// this process is writing it (no herd at the minute boundary). It returns
-// the token's last use as this process now knows it.
-func (m *Manager) recordUse(ctx context.Context, id string, digest Digest, last, now time.Time) (time.Time, error) {
-	if !last.IsZero() && now.Before(last.Add(lastUsedResolution)) { // cheaper than Sub
-		return last, nil
-	}
-	if !m.uses.claim(digest, now) {
-		return now, nil
-	}
-	err := m.store.RecordUse(ctx, id, digest, now, now.Add(-lastUsedResolution))
-	if err != nil {
-		m.uses.release(digest) // the next use tries again
-	}
-	// A last-use write whose outcome is unknown changes no token's
-	// validity: the token verified, and the next use writes again.
-	if err != nil && !errors.Is(err, ErrOutcomeUnknown) {
-		return last, fmt.Errorf("tokens: verify: record use: %w", err)
-	}
-	return now, nil
-}
-
-// noKey is the record Verify compares a token with when the key is unknown.
-// It is never modified.
-var noKey KeyRecord
-
-// viewKey returns the stored record of key id, lent by a KeyViewer or
-// copied by any other store. The caller must not modify it.
-func (m *Manager) viewKey(ctx context.Context, id string) (*KeyRecord, error) {
-	if v, ok := m.store.(KeyViewer); ok {
-		return v.ViewKey(ctx, id)
-	}
-	rec, err := m.store.Key(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return &rec, nil
-}
-
-// matchingToken returns the token of rec whose digest is digest, current
-// or old (unless past its scheduled end at now, R14), or nil. Both
-// comparisons always run, in constant time (S3).
-func matchingToken(rec *KeyRecord, digest Digest, now time.Time) *TokenRecord {
-	current := subtle.ConstantTimeCompare(rec.Current.Digest[:], digest[:]) == 1
-	old := subtle.ConstantTimeCompare(rec.Old.Digest[:], digest[:]) == 1 && hasOld(rec, now)
-	switch {
-	case current:
-		return &rec.Current
-	case old:
-		return &rec.Old
-	}
-	return nil
-}
-
 // Activate lets the key's tokens verify again (R11).
 func (m *Manager) Activate(ctx context.Context, id string) error {
 	if ctx == nil {
@@ -544,19 +424,6 @@ func (m *Manager) key(rec *KeyRecord, now time.Time) *Key {
 	key.RevokedTokenUsedAt = rec.RevokedTokenUsedAt
 	if hasOld(rec, now) {
 		key.OldToken = &TokenInfo{CreatedAt: rec.Old.CreatedAt, LastUsedAt: rec.Old.LastUsedAt, ExpiresAt: rec.Old.ExpiresAt}
-	}
-	return key
-}
-
-// verifiedKey describes rec at now after Verify accepted its current
-// token, or its old one if old, last used at lastUsed. rec is not modified:
-// it may be a record that the store or the cache lends.
-func (m *Manager) verifiedKey(rec *KeyRecord, old bool, lastUsed, now time.Time) *Key {
-	key := m.key(rec, now)
-	if old {
-		key.OldToken.LastUsedAt = lastUsed
-	} else {
-		key.Token.LastUsedAt = lastUsed
 	}
 	return key
 }

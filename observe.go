@@ -2,7 +2,6 @@ package tokens
 
 import (
 	"context"
-	"errors"
 )
 
 // An Observation is one thing a Manager did, for the application's
@@ -83,24 +82,4 @@ func (m *Manager) observe(ctx context.Context, op, id string, err error) {
 		outcome = OutcomeRefused
 	}
 	m.cfg.observe(ctx, Observation{Op: op, Outcome: outcome, KeyID: id, Err: err})
-}
-
-// observeVerify reports the outcome of a Verify.
-func (m *Manager) observeVerify(ctx context.Context, id string, cached bool, err error) {
-	var outcome Outcome
-	switch {
-	case err == nil:
-		outcome = OutcomeOK
-	case errors.Is(err, ErrMalformedToken):
-		outcome = OutcomeMalformed
-	case errors.Is(err, ErrTokenRevoked):
-		outcome = OutcomeRevoked
-	case errors.Is(err, ErrInvalidCredentials):
-		outcome = OutcomeInvalid
-	case errors.Is(err, ErrKeyInactive):
-		outcome = OutcomeInactive
-	default:
-		outcome = OutcomeError
-	}
-	m.cfg.observe(ctx, Observation{Op: "verify", Outcome: outcome, KeyID: id, Cached: cached, Err: err})
 }
