@@ -174,7 +174,7 @@ func (c *verifyCache) check(ctx context.Context, start time.Time) bool {
 
 		changes, err := c.log.Changes(ctx, since)
 		if err != nil && c.observe != nil {
-			c.observe(ctx, Observation{Op: "cache_check", Outcome: OutcomeError, Err: err})
+			c.observe(ctx, Observation{Op: OpCacheCheck, Outcome: OutcomeError, Err: err})
 		}
 
 		c.mu.Lock()

@@ -141,7 +141,7 @@ func (m *Manager) CreateKey(ctx context.Context, spec KeySpec) (_ *Key, _ *Share
 	}
 	var id string
 	if m.cfg.observe != nil {
-		defer func() { m.observe(ctx, string(EventKeyCreated), id, err) }()
+		defer func() { m.observe(ctx, OpKeyCreated, id, err) }()
 	}
 	if err := spec.validate(); err != nil {
 		return nil, nil, err
@@ -266,7 +266,7 @@ func (m *Manager) DeleteKey(ctx context.Context, id string) (err error) {
 		return ErrNilContext
 	}
 	if m.cfg.observe != nil {
-		defer func() { m.observe(ctx, string(EventKeyDeleted), id, err) }()
+		defer func() { m.observe(ctx, OpKeyDeleted, id, err) }()
 	}
 	if !validKeyID(id) {
 		return ErrKeyNotFound
@@ -328,9 +328,9 @@ func (m *Manager) update(ctx context.Context, load loader, tmpl Event, change fu
 // updateEvent is update with an event template that change may adjust,
 // for events that say what the change did (a renewal's end).
 func (m *Manager) updateEvent(ctx context.Context, load loader, tmpl *Event, change func(rec *KeyRecord, now time.Time) error) (err error) {
-	op, id := string(tmpl.Type), ""
+	op, id := Op(tmpl.Type), ""
 	if op == "" {
-		op = "purge_expired"
+		op = OpPurgeExpired
 	}
 	if m.cfg.observe != nil {
 		defer func() { m.observe(ctx, op, id, err) }()

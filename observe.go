@@ -8,14 +8,9 @@ import (
 // metrics and logs (WithObserver). It never holds a secret: KeyID is
 // public, and errors never carry tokens or link IDs (S4).
 type Observation struct {
-	// Op is what was done: "verify", the EventType of a change
-	// ("key_created", "token_renewed", "link_redeemed", "link_revoked",
-	// "old_token_deleted", "renewal_undone", "key_activated",
-	// "key_deactivated", "key_deleted", "revoked_token_used",
-	// "old_token_expiry_set"),
-	// "purge_expired", or "cache_check" (the verification cache asking the
-	// store which keys changed).
-	Op string
+	// Op is what was done: OpVerify, the Op of a change (its EventType),
+	// OpPurgeExpired, or OpCacheCheck.
+	Op Op
 	// Outcome is how it ended, one of the Outcome constants.
 	Outcome Outcome
 	// KeyID is the key concerned, as the caller gave it; empty for
@@ -28,6 +23,33 @@ type Observation struct {
 	// OutcomeConflictRetried.
 	Err error
 }
+
+// Op names what an Observation observed.
+type Op string
+
+// The operations an Observation reports. A change reports the Op of its
+// EventType: Op(EventTokenRenewed) is OpTokenRenewed.
+const (
+	// OpVerify: a Verify.
+	OpVerify Op = "verify"
+	// OpPurgeExpired: PurgeExpired wiping an expired link's sealed token.
+	OpPurgeExpired Op = "purge_expired"
+	// OpCacheCheck: the verification cache asking the store which keys
+	// changed.
+	OpCacheCheck Op = "cache_check"
+
+	OpKeyCreated        = Op(EventKeyCreated)
+	OpTokenRenewed      = Op(EventTokenRenewed)
+	OpLinkRedeemed      = Op(EventLinkRedeemed)
+	OpLinkRevoked       = Op(EventLinkRevoked)
+	OpOldTokenDeleted   = Op(EventOldTokenDeleted)
+	OpRenewalUndone     = Op(EventRenewalUndone)
+	OpKeyActivated      = Op(EventKeyActivated)
+	OpKeyDeactivated    = Op(EventKeyDeactivated)
+	OpKeyDeleted        = Op(EventKeyDeleted)
+	OpRevokedTokenUsed  = Op(EventRevokedTokenUsed)
+	OpOldTokenExpirySet = Op(EventOldTokenExpirySet)
+)
 
 // Outcome says how an Observation ended.
 type Outcome string
@@ -70,7 +92,7 @@ func WithObserver(f func(ctx context.Context, o Observation)) Option {
 }
 
 // observe reports what op on key id ended with, if an observer listens.
-func (m *Manager) observe(ctx context.Context, op, id string, err error) {
+func (m *Manager) observe(ctx context.Context, op Op, id string, err error) {
 	if m.cfg.observe == nil {
 		return
 	}

@@ -35,7 +35,7 @@ func (r *recorder) take() []string {
 	defer r.mu.Unlock()
 	out := []string{}
 	for _, o := range r.got {
-		s := o.Op + " " + string(o.Outcome)
+		s := string(o.Op) + " " + string(o.Outcome)
 		if o.Cached {
 			s += " cached"
 		}
@@ -110,7 +110,7 @@ func ExampleWithObserver() {
 	var mu sync.Mutex
 	observe := func(ctx context.Context, o tokens.Observation) {
 		mu.Lock()
-		counts[o.Op+"/"+string(o.Outcome)]++
+		counts[string(o.Op)+"/"+string(o.Outcome)]++
 		mu.Unlock()
 		if o.Outcome != tokens.OutcomeOK {
 			logger.Warn("tokens", "op", o.Op, "outcome", o.Outcome, "err", o.Err)

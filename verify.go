@@ -264,5 +264,5 @@ func (m *Manager) observeVerify(ctx context.Context, id string, cached bool, err
 	default:
 		outcome = OutcomeError
 	}
-	m.cfg.observe(ctx, Observation{Op: "verify", Outcome: outcome, KeyID: id, Cached: cached, Err: err})
+	m.cfg.observe(ctx, Observation{Op: OpVerify, Outcome: outcome, KeyID: id, Cached: cached, Err: err})
 }
