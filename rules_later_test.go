@@ -12,6 +12,10 @@ import (
 	"github.com/keyrenew/tokens/store/memstore"
 )
 
+// Tests of the rules R14-R18 of docs/rules.md, which came after R1-R13:
+// scheduled expiry of the old token, RevokeLink, reuse detection, the audit
+// trail and known outcomes (outcome_test.go holds the rest of R18).
+
 // renewWithTTL renews id with DeleteLater and a scheduled end of the old
 // token, and returns the new link.
 func (f *fixture) renewWithTTL(id string, ttl time.Duration) *tokens.ShareLink {
