@@ -2,15 +2,13 @@ package tokens_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/benbjohnson/clock"
 
 	"github.com/keyrenew/tokens"
+	"github.com/keyrenew/tokens/internal/benchutil"
 	"github.com/keyrenew/tokens/store/memstore"
 )
 
@@ -49,30 +47,21 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	return &benchEnv{ctx: context.Background(), store: store, m: m}
 }
 
+// benchEnv's helpers call internal/benchutil, which store/sqlstore's
+// benchmarks share.
 func (e *benchEnv) createKey(b *testing.B) (string, *tokens.ShareLink) {
 	b.Helper()
-	key, link, err := e.m.CreateKey(e.ctx, tokens.KeySpec{Account: "acme", Name: "erp-sync"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return key.ID, link
+	return benchutil.CreateKey(b, e.ctx, e.m)
 }
 
 func (e *benchEnv) redeem(b *testing.B, link *tokens.ShareLink) *tokens.Credentials {
 	b.Helper()
-	creds, err := e.m.RedeemLink(e.ctx, link.URL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return creds
+	return benchutil.Redeem(b, e.ctx, e.m, link)
 }
 
-// issued returns the credentials of a new key whose link was redeemed, as
-// an integration holds them.
 func (e *benchEnv) issued(b *testing.B) *tokens.Credentials {
 	b.Helper()
-	_, link := e.createKey(b)
-	return e.redeem(b, link)
+	return benchutil.Issued(b, e.ctx, e.m)
 }
 
 // redeemedKeys creates n keys and redeems their links, so that each can be
@@ -88,28 +77,15 @@ func (e *benchEnv) redeemedKeys(b *testing.B, n int) []string {
 
 func (e *benchEnv) deleteKeys(b *testing.B, ids []string) {
 	b.Helper()
-	for _, id := range ids {
-		if err := e.m.DeleteKey(e.ctx, id); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchutil.DeleteKeys(b, e.ctx, e.m, ids)
 }
 
 func (e *benchEnv) version(b *testing.B, id string) int64 {
 	b.Helper()
-	rec, err := e.store.Key(e.ctx, id)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return rec.Version
+	return benchutil.Version(b, e.ctx, e.store, id)
 }
 
-// paused runs f with the benchmark timer stopped.
-func paused(b *testing.B, f func()) {
-	b.StopTimer()
-	f()
-	b.StartTimer()
-}
+func paused(b *testing.B, f func()) { benchutil.Paused(b, f) }
 
 // BenchmarkVerify measures Verify in its steady state: each sub-benchmark
 // calls it once before timing, so that the first use is recorded, and the
@@ -205,39 +181,13 @@ func BenchmarkVerify(b *testing.B) {
 		recs[id] = rec
 	}
 	b.Run("floor", func(b *testing.B) {
-		benchmarkFloor(b, recs, current, nil)
+		benchutil.Floor(b, recs, current, nil)
 	})
 	// floor_api adds what the fixed API makes every Verify pay on top of
 	// the floor: a read of the clock and the *Key it returns.
 	b.Run("floor_api", func(b *testing.B) {
-		benchmarkFloor(b, recs, current, clock.NewMock())
+		benchutil.Floor(b, recs, current, clock.NewMock())
 	})
-}
-
-var keySink *tokens.Key
-
-func benchmarkFloor(b *testing.B, recs map[string]tokens.KeyRecord, creds *tokens.Credentials, clk *clock.Mock) {
-	b.ReportAllocs()
-	var mu sync.RWMutex
-	for b.Loop() {
-		mu.RLock()
-		rec, ok := recs[creds.KeyID]
-		mu.RUnlock()
-		// Copied to the stack, as Verify does, so that the floor does not
-		// allocate: a 53-byte []byte(token) would.
-		var buf [64]byte
-		digest := sha256.Sum256(buf[:copy(buf[:], creds.Token)])
-		if !ok || subtle.ConstantTimeCompare(rec.Current.Digest[:], digest[:]) != 1 {
-			b.Fatal("floor: token does not match")
-		}
-		if clk != nil {
-			// Verify's one allocation for a key without an old token.
-			keySink = &tokens.Key{
-				ID: rec.ID, Account: rec.Account, Name: rec.Name, Active: rec.Active, CreatedAt: rec.CreatedAt,
-				Token: tokens.TokenInfo{CreatedAt: rec.Current.CreatedAt, LastUsedAt: clk.Now()},
-			}
-		}
-	}
 }
 
 // flip returns a base62 character other than c, so that a token keeps its

@@ -2,13 +2,10 @@ package sqlstore_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"fmt"
 	"os"
 	"runtime"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +14,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/keyrenew/tokens"
+	"github.com/keyrenew/tokens/internal/benchutil"
 	"github.com/keyrenew/tokens/internal/testenv"
 	"github.com/keyrenew/tokens/store/sqlstore"
 )
@@ -33,7 +31,7 @@ import (
 //	.../verify     Manager.Verify of a redeemed key, no cache
 //	.../floor      the in-memory floor of a cached Verify: a map look-up
 //	    under a read lock, one SHA-256 and one constant-time compare
-//	    (the shape of benchmarkFloor in the root package's bench_test.go)
+//	    (benchutil.Floor, as in the root package's benchmarks)
 //	.../cached     Manager.Verify with WithVerifyCache(CacheConfig{}), on
 //	    the wall clock, so that its check of the change log (at most once
 //	    per MaxStaleness) is paid as it would be in a service
@@ -217,56 +215,34 @@ func newBenchEnv(b *testing.B, be testenv.SQLBackend, clk tokens.Clock, keys int
 	return &benchEnv{ctx: ctx, db: db, st: st, m: m}
 }
 
+// benchEnv's helpers call internal/benchutil, which the root package's
+// benchmarks share.
 func (e *benchEnv) createKey(b *testing.B) (string, *tokens.ShareLink) {
 	b.Helper()
-	key, link, err := e.m.CreateKey(e.ctx, tokens.KeySpec{Account: "acme", Name: "erp-sync"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	return key.ID, link
+	return benchutil.CreateKey(b, e.ctx, e.m)
 }
 
 func (e *benchEnv) redeem(b *testing.B, link *tokens.ShareLink) *tokens.Credentials {
 	b.Helper()
-	creds, err := e.m.RedeemLink(e.ctx, link.URL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return creds
+	return benchutil.Redeem(b, e.ctx, e.m, link)
 }
 
-// issued returns the credentials of a new key whose link was redeemed, as
-// an integration holds them.
 func (e *benchEnv) issued(b *testing.B) *tokens.Credentials {
 	b.Helper()
-	_, link := e.createKey(b)
-	return e.redeem(b, link)
+	return benchutil.Issued(b, e.ctx, e.m)
 }
 
 func (e *benchEnv) deleteKeys(b *testing.B, ids []string) {
 	b.Helper()
-	for _, id := range ids {
-		if err := e.m.DeleteKey(e.ctx, id); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchutil.DeleteKeys(b, e.ctx, e.m, ids)
 }
 
 func (e *benchEnv) version(b *testing.B, id string) int64 {
 	b.Helper()
-	rec, err := e.st.Key(e.ctx, id)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return rec.Version
+	return benchutil.Version(b, e.ctx, e.st, id)
 }
 
-// benchPaused runs f with the benchmark timer stopped.
-func benchPaused(b *testing.B, f func()) {
-	b.StopTimer()
-	f()
-	b.StartTimer()
-}
+func benchPaused(b *testing.B, f func()) { benchutil.Paused(b, f) }
 
 // benchTime scans a time the way the store stores it: Unix microseconds on
 // SQLite, timestamptz on PostgreSQL.
@@ -308,7 +284,7 @@ func BenchmarkVerify(b *testing.B) {
 						b.Run("baseline", func(b *testing.B) { benchBaseline(b, e, creds.KeyID) })
 						b.Run("store_key", func(b *testing.B) { benchStoreKey(b, e, creds.KeyID) })
 						b.Run("verify", func(b *testing.B) { benchVerify(b, e, e.m, creds) })
-						b.Run("floor", func(b *testing.B) { benchFloor(b, floor, creds) })
+						b.Run("floor", func(b *testing.B) { benchutil.Floor(b, floor, creds, nil) })
 						b.Run("cached", func(b *testing.B) { benchVerify(b, e, cached, creds) })
 						b.Run("paired", func(b *testing.B) { benchPaired(b, e, creds) })
 					}
@@ -447,26 +423,6 @@ func benchFloorRecords(b *testing.B, e *benchEnv, keyID string) map[string]token
 		recs[id] = rec
 	}
 	return recs
-}
-
-// benchFloor is the least a Verify from process memory can cost: a look-up
-// of the record by key ID under a read lock, one SHA-256 of the token and
-// one constant-time comparison.
-func benchFloor(b *testing.B, recs map[string]tokens.KeyRecord, creds *tokens.Credentials) {
-	b.ReportAllocs()
-	var mu sync.RWMutex
-	for b.Loop() {
-		mu.RLock()
-		rec, ok := recs[creds.KeyID]
-		mu.RUnlock()
-		// Copied to the stack, as Verify does, so that the floor does not
-		// allocate.
-		var buf [64]byte
-		digest := sha256.Sum256(buf[:copy(buf[:], creds.Token)])
-		if !ok || subtle.ConstantTimeCompare(rec.Current.Digest[:], digest[:]) != 1 {
-			b.Fatal("floor: token does not match")
-		}
-	}
 }
 
 // BenchmarkVerifyPool measures uncached Verify from 8 goroutines, with
