@@ -10,8 +10,10 @@ import (
 	"github.com/keyrenew/tokens"
 )
 
-// TestAPI_SentinelErrorsAreDistinct checks that every error the SPEC
-// names is its own sentinel, prefixed like the package's other errors.
+// TestAPI_SentinelErrorsAreDistinct checks that the errors of the life
+// cycle, the links and Verify (docs/rules.md) are each their own sentinel,
+// prefixed like the package's other errors. errors_internal_test.go holds
+// every exported error to a class and to being distinct.
 func TestAPI_SentinelErrorsAreDistinct(t *testing.T) {
 	sentinels := []error{
 		tokens.ErrKeyNotFound, tokens.ErrRenewalPending, tokens.ErrOldTokenPending, tokens.ErrNoOldToken,

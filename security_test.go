@@ -20,7 +20,9 @@ import (
 	"github.com/keyrenew/tokens/store/memstore"
 )
 
-// Tests of the security rules S1-S6 of SPEC.md, one rule per name prefix.
+// Tests of the security rules S1-S9 of docs/rules.md, one rule per name
+// prefix. S7, host binding, is a rule of the link pages: tokenhttp tests
+// it. source_test.go reads the source for S1 and S3.
 
 func TestS1_TokenFormat(t *testing.T) {
 	f := newFixture(t)
