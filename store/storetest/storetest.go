@@ -42,6 +42,7 @@ func Run(t *testing.T, newStore func(t *testing.T) tokens.Store) {
 		{"ChangeLog", changeLogTests},
 		{"Lifecycle", lifecycleTests},
 		{"Accounts", accountsTests},
+		{"KeyViewer", viewerTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
