@@ -363,7 +363,7 @@ func (c *cli) confirm(ctx context.Context, m *manager, fs *flag.FlagSet, id, pro
 		return nil
 	}
 	if !c.terminal() {
-		return usagef("this cannot be undone: pass -yes to confirm (stdin is not a terminal)")
+		return &refusedError{"this cannot be undone: pass -yes to confirm (stdin is not a terminal)"}
 	}
 	key, err := m.Key(ctx, id)
 	if err != nil {

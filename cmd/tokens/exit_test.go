@@ -58,6 +58,11 @@ func TestExitStatus(t *testing.T) {
 		{ctx, []string{"revoke-link", "key_000000000000000000000a"}, exitRefused, "tokens: key not found\n"},
 		{ctx, []string{"revoke-link"}, exitUsage, "tokens revoke-link: missing KEYID"},
 		{ctx, []string{"revoke-link", "-yes", key}, exitUsage, "flag provided but not defined: -yes"},
+		// Without a terminal to ask on, a destructive command without -yes
+		// is not confirmed, as the README says: 1, not a usage error.
+		{ctx, []string{"delete-old", key}, exitRefused, "tokens delete-old: this cannot be undone: pass -yes to confirm (stdin is not a terminal)\n"},
+		{ctx, []string{"undo", key}, exitRefused, "tokens undo: this cannot be undone: pass -yes"},
+		{ctx, []string{"delete", key}, exitRefused, "tokens delete: this cannot be undone: pass -yes"},
 		{ctx, []string{"renew", "-old-ttl", "-1h", key}, exitRefused, "tokens: invalid option: RenewOptions.OldTokenTTL is negative"},
 		{ctx, []string{"renew", "-old", "now", "-old-ttl", "1h", key}, exitRefused, "tokens: invalid option"},
 		{ctx, []string{"events"}, exitOK, ""},

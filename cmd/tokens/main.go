@@ -85,8 +85,9 @@ func usagef(format string, args ...any) error {
 	return &usageError{fmt.Sprintf(format, args...)}
 }
 
-// refusedError is an action a person declined at the prompt: exit status
-// 1, nothing was changed.
+// refusedError is an action not confirmed: declined at the prompt, or
+// without -yes where there is no terminal to ask on. Exit status 1,
+// nothing was changed.
 type refusedError struct{ msg string }
 
 func (e *refusedError) Error() string { return e.msg }
