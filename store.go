@@ -154,9 +154,11 @@ type Store interface {
 	PurgeRevoked(ctx context.Context, cutoff time.Time) (int, error)
 
 	// Events returns the events of the audit trail that q selects, in the
-	// order they were appended, which is the order their writes committed:
-	// a reader that has seen an event's Cursor has seen every event
-	// appended before it. q.After is "" or a Cursor the store gave; any
+	// order their writes committed, at least for the events of one key: a
+	// reader that follows Cursors from "" meets every event exactly once,
+	// also one whose write commits after the reader passed its place.
+	// (Events of different keys whose writes overlapped may come in
+	// either order; the PostgreSQL store reads them in snapshot batches.) q.After is "" or a Cursor the store gave; any
 	// other gives an error wrapping ErrInvalidCursor. At most q.Limit
 	// events (q.Limit > 0). Each Event's Cursor is set by the store.
 	Events(ctx context.Context, q EventQuery) ([]Event, error)
