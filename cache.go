@@ -87,8 +87,8 @@ type verifyCache struct {
 
 	mu        sync.RWMutex
 	entries   map[string]*cachedKey
-	seq       int64     // the ChangeLog number the entries are current with
-	checkedAt time.Time // when the latest successful check began; zero: never
+	seq       ChangePosition // the ChangeLog position the entries are current with
+	checkedAt time.Time      // when the latest successful check began; zero: never
 	gen       uint64
 	checking  chan struct{} // closed when the check in flight ends; nil if none
 	closed    bool

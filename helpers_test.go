@@ -112,7 +112,7 @@ func (s *countingStore) onNextKey(hook func()) {
 }
 
 // Changes passes the store's ChangeLog through, or fails as told.
-func (s *countingStore) Changes(ctx context.Context, since int64) (tokens.Changes, error) {
+func (s *countingStore) Changes(ctx context.Context, since tokens.ChangePosition) (tokens.Changes, error) {
 	s.calls.Add(1)
 	s.mu.Lock()
 	err := s.failChanges

@@ -37,8 +37,8 @@ func TestR14_OldTokenEndsOnScheduleWithNoCall(t *testing.T) {
 
 	f.clk.Add(time.Hour - time.Microsecond)
 	f.verifies(old.KeyID, old.Token)
-	changes := func() int64 {
-		got, err := f.mem.Changes(f.ctx, 0)
+	changes := func() tokens.ChangePosition {
+		got, err := f.mem.Changes(f.ctx, "")
 		require.NoError(t, err)
 		return got.Latest
 	}

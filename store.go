@@ -156,9 +156,11 @@ type Store interface {
 	PurgeRevoked(ctx context.Context, cutoff time.Time) (int, error)
 
 	// Events returns the events of the audit trail that q selects, in the
-	// order they were appended, which is the order their writes committed:
-	// a reader that has seen an event's Cursor has seen every event
-	// appended before it. q.After is "" or a Cursor the store gave; any
+	// order their writes committed, at least for the events of one key: a
+	// reader that follows Cursors from "" meets every event exactly once,
+	// also one whose write commits after the reader passed its place.
+	// (Events of different keys whose writes overlapped may come in
+	// either order; the PostgreSQL store reads them in snapshot batches.) q.After is "" or a Cursor the store gave; any
 	// other gives an error wrapping ErrInvalidCursor. At most q.Limit
 	// events (q.Limit > 0). Each Event's Cursor is set by the store.
 	Events(ctx context.Context, q EventQuery) ([]Event, error)
@@ -168,28 +170,32 @@ type Store interface {
 	PurgeEvents(ctx context.Context, before time.Time) (int, error)
 }
 
-// A ChangeLog is a Store that numbers the writes of InsertKey, UpdateKey
-// and DeleteKey,
-// so that a Manager can tell which keys other Managers, in any process,
-// changed since it last looked. The verification cache (WithVerifyCache)
-// needs it; memstore and sqlstore implement it.
+// A ChangeLog is a Store that logs the writes of InsertKey, UpdateKey and
+// DeleteKey, so that a Manager can tell which keys other Managers, in any
+// process, changed since it last looked. The verification cache
+// (WithVerifyCache) needs it; memstore and sqlstore implement it.
 type ChangeLog interface {
-	// Changes returns the number of the latest committed write of
-	// InsertKey, UpdateKey or DeleteKey (0 before the first) and the IDs of
-	// the keys that the writes numbered after since changed. Numbers follow
-	// commit order: a write numbered n is visible to every read that starts
-	// after a Changes that returned Latest >= n. Complete is false when the
-	// store
-	// no longer keeps every write after since (it keeps a bounded number)
-	// or since is not a number it gave; the caller must then assume every
-	// key changed. RecordUse is not numbered: it cannot stop a token
-	// verifying.
-	Changes(ctx context.Context, since int64) (Changes, error)
+	// Changes returns the position of the log after every write committed
+	// so far (Latest), and the IDs of the keys that the writes after since
+	// changed. since is "" (the beginning) or a Latest the store gave.
+	// Positions follow commit order: a write before Latest is visible to
+	// every read that starts after the Changes that returned it, and the
+	// next Changes from Latest reports every write that commits later,
+	// however late. Complete is false when the store no longer keeps every
+	// write after since (it keeps a bounded number) or since is not a
+	// position it gave; the caller must then assume every key changed.
+	// RecordUse is not logged: it cannot stop a token verifying.
+	Changes(ctx context.Context, since ChangePosition) (Changes, error)
 }
+
+// ChangePosition is a position in a ChangeLog, opaque to the caller: a
+// number on stores whose writes commit one at a time, a database snapshot
+// on stores whose writers do not wait for each other. "" is the beginning.
+type ChangePosition string
 
 // Changes is what ChangeLog.Changes found.
 type Changes struct {
-	Latest   int64
+	Latest   ChangePosition
 	Keys     []string // in no particular order, possibly with repeats
 	Complete bool
 }

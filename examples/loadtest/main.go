@@ -19,6 +19,7 @@
 //	go run ./examples/loadtest -clients 16 -duration 10s
 //	go run ./examples/loadtest -cache=false
 //	go run ./examples/loadtest -postgres 'postgres://postgres@127.0.0.1:5432/test?sslmode=disable'
+//	go run ./examples/loadtest -writes -postgres 'postgres://...'   # changes/s against the floor
 package main
 
 import (
@@ -78,6 +79,8 @@ func main() {
 	flag.IntVar(&cfg.clients, "clients", 16, fmt.Sprintf("number of concurrent clients, at most %d", maxClients))
 	flag.DurationVar(&cfg.duration, "duration", 10*time.Second, fmt.Sprintf("how long the clients send requests, at most %v", maxDuration))
 	flag.Int64Var(&cfg.requests, "requests", 0, "stop after this many requests (0: no limit but -duration)")
+	writes := flag.Bool("writes", false, "write mode (needs -postgres): changes/s of distinct keys at 1, 2, 4, 8 and 16 writers against the floor")
+	step := flag.Duration("step", 2*time.Second, "write mode: how long each measurement runs")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintln(os.Stderr, "loadtest: unexpected arguments:", flag.Args())
@@ -86,6 +89,17 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *writes {
+		if *step <= 0 || *step > time.Minute {
+			fmt.Fprintln(os.Stderr, "loadtest: -step must be more than 0 and at most 1m")
+			os.Exit(2)
+		}
+		if err := runWrites(ctx, cfg.postgresURL, *step, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	rep, err := run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "loadtest:", err)

@@ -2,7 +2,10 @@ package main
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -148,5 +151,20 @@ func TestHistogramQuantiles(t *testing.T) {
 	var empty histogram
 	if got := empty.quantile(0.5); got != 0 {
 		t.Errorf("quantile of nothing = %v, want 0", got)
+	}
+}
+
+func TestWritesOnPostgres(t *testing.T) {
+	var out strings.Builder
+	if err := runWrites(t.Context(), testenv.PostgresSchema(t), 20*time.Millisecond, &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range writerCounts {
+		if !regexp.MustCompile(fmt.Sprintf(`(?m)^ +%d +\d+ +\d+ +[0-9.]+x$`, n)).MatchString(out.String()) {
+			t.Errorf("no figures for %d writers in:\n%s", n, out.String())
+		}
+	}
+	if err := runWrites(t.Context(), "", time.Millisecond, io.Discard); err == nil {
+		t.Error("the write mode ran without PostgreSQL")
 	}
 }

@@ -289,19 +289,28 @@ func (s *Store) PurgeEvents(ctx context.Context, before time.Time) (int, error) 
 	return n, nil
 }
 
-// Changes implements tokens.ChangeLog.
-func (s *Store) Changes(ctx context.Context, since int64) (tokens.Changes, error) {
+// Changes implements tokens.ChangeLog. A position is the decimal number
+// of the latest write: the store's lock orders writes, so a counter costs
+// nothing.
+func (s *Store) Changes(ctx context.Context, since tokens.ChangePosition) (tokens.Changes, error) {
 	if err := ctx.Err(); err != nil {
 		return tokens.Changes{}, err
 	}
+	n, ok := int64(0), since == ""
+	if !ok {
+		var err error
+		n, err = strconv.ParseInt(string(since), 10, 64)
+		ok = err == nil && n >= 0 && string(since) == strconv.FormatInt(n, 10)
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	behind := s.seq - since
-	if since < 0 || behind < 0 || behind > int64(len(s.changed)) {
-		return tokens.Changes{Latest: s.seq}, nil
+	latest := tokens.ChangePosition(strconv.FormatInt(s.seq, 10))
+	behind := s.seq - n
+	if !ok || behind < 0 || behind > int64(len(s.changed)) {
+		return tokens.Changes{Latest: latest}, nil
 	}
 	keys := slices.Clone(s.changed[len(s.changed)-int(behind):])
-	return tokens.Changes{Latest: s.seq, Keys: keys, Complete: true}, nil
+	return tokens.Changes{Latest: latest, Keys: keys, Complete: true}, nil
 }
 
 // logChange numbers a write of key id and appends its event, if any; the

@@ -34,6 +34,8 @@ type dialect interface {
 	// migrationStatements are the statements that keep
 	// tokens_schema_migrations.
 	migrationStatements() migrationStatements
+	// changeLog is the dialect's design of the change log and audit trail.
+	changeLog() changeLog
 }
 
 // stmtID names a statement of the store.
@@ -51,6 +53,7 @@ const (
 	expiredLinks
 	countChange
 	insertChange
+	insertChangeEvent
 	trimChanges
 	selectChanges
 	insertRevoked
@@ -69,9 +72,12 @@ const (
 // statements describes every statement of the store, the one list that
 // preparation, closing and tests go by. Those run inside a transaction
 // are prepared, all at once, before the first transaction (see inTx).
+// A statement of only one dialect's change log names it in only; the
+// other dialect has no text for it.
 var statements = [numStmts]struct {
 	name string
 	inTx bool
+	only string
 }{
 	selectKey:           {name: "select key"},
 	selectKeyByLink:     {name: "select key by link"},
@@ -82,15 +88,16 @@ var statements = [numStmts]struct {
 	deleteKey:           {name: "delete key", inTx: true},
 	recordUse:           {name: "record use"},
 	expiredLinks:        {name: "expired links"},
-	countChange:         {name: "count change", inTx: true},
+	countChange:         {name: "count change", inTx: true, only: "sqlite"},
 	insertChange:        {name: "insert change", inTx: true},
-	trimChanges:         {name: "trim changes", inTx: true},
+	insertChangeEvent:   {name: "insert change and event", inTx: true, only: "postgres"},
+	trimChanges:         {name: "trim changes", inTx: true}, // on PostgreSQL, after the COMMIT
 	selectChanges:       {name: "select changes"},
 	insertRevoked:       {name: "insert revoked token", inTx: true},
 	deleteRevoked:       {name: "delete revoked tokens", inTx: true},
 	selectRevoked:       {name: "select revoked token"},
 	purgeRevoked:        {name: "purge revoked tokens"},
-	insertEvent:         {name: "insert event", inTx: true},
+	insertEvent:         {name: "insert event", inTx: true, only: "sqlite"},
 	selectEvents:        {name: "select events"},
 	selectKeyEvents:     {name: "select events of a key"},
 	selectAccountEvents: {name: "select events of an account"},
@@ -118,11 +125,17 @@ func dialectFor(driverName string) (dialect, bool) {
 func init() {
 	for _, d := range []dialect{postgres{}, sqlite{}} {
 		for id := range numStmts {
-			if d.query(id) == "" {
-				panic(fmt.Sprintf("sqlstore: %s lacks the statement %q", d.name(), statements[id].name))
+			if used(d, id) != (d.query(id) != "") {
+				panic(fmt.Sprintf("sqlstore: %s lacks the statement %q, or has one it does not use", d.name(), statements[id].name))
 			}
 		}
 	}
+}
+
+// used reports whether dialect d runs statement id.
+func used(d dialect, id stmtID) bool {
+	only := statements[id].only
+	return only == "" || only == d.name()
 }
 
 // nullTime is d.time for a column where NULL stands for the zero time.

@@ -11,10 +11,13 @@ import (
 // postgres is the dialect of PostgreSQL, through lib/pq or pgx: $n
 // placeholders, timestamptz times, row locks.
 //
-// Every write of a key is one statement on its row, so a transaction
-// locks that row first and the change counter's row last (logChange):
-// writers never wait for each other in a cycle.
+// Every write of a key is one statement on its row, which it locks first;
+// the change log (snapshotLog) then adds rows and takes no lock that
+// another writer waits for, so writers of different keys never wait for
+// each other.
 type postgres struct{}
+
+func (postgres) changeLog() changeLog { return snapshotLog{} }
 
 func (postgres) name() string { return "postgres" }
 
@@ -36,10 +39,11 @@ func (postgres) isConflict(err error) bool {
 }
 
 // txOptions asks for READ COMMITTED whatever the database's or role's
-// default_transaction_isolation: the change counter, which every write
-// updates, relies on a waiting UPDATE seeing the row its predecessor
-// committed; under REPEATABLE READ or SERIALIZABLE writers of different
-// keys would fail each other.
+// default_transaction_isolation: a compare-and-swap UPDATE that waited
+// for a writer of the same key then sees its row and changes nothing
+// (a conflict the Manager retries), where REPEATABLE READ or SERIALIZABLE
+// would fail with a serialization error. The change log needs no
+// isolation: its reads are single statements, each on one snapshot.
 func (postgres) txOptions() *sql.TxOptions {
 	return &sql.TxOptions{Isolation: sql.LevelReadCommitted}
 }
@@ -108,14 +112,46 @@ WHERE link_redeemed_at IS NULL AND link_sealed IS NOT NULL AND link_expires_at <
 ORDER BY link_expires_at, id
 LIMIT $2`,
 
-	countChange:  `UPDATE tokens_change_counter SET seq = seq + 1 RETURNING seq`,
-	insertChange: `INSERT INTO tokens_changes (seq, key_id) VALUES ($1, $2)`,
-	trimChanges:  `DELETE FROM tokens_changes WHERE seq <= $1`,
-	// One statement, so that the counter and the changes come from one
-	// snapshot.
-	selectChanges: `SELECT c.seq, ch.key_id
-FROM tokens_change_counter c
-LEFT JOIN tokens_changes ch ON ch.seq > $1 AND ch.seq <= c.seq`,
+	// The change log (snapshotLog): seq and xid come from the columns'
+	// defaults, nextval('tokens_changes_seq') and pg_current_xact_id().
+	insertChange: `INSERT INTO tokens_changes (key_id) VALUES ($1) RETURNING seq`,
+	// One round trip for the change and its event, which takes the
+	// change's number.
+	insertChangeEvent: `WITH c AS (INSERT INTO tokens_changes (key_id) VALUES ($2) RETURNING seq)
+INSERT INTO tokens_events (seq, at, key_id, account, type, actor, policy, old_token_ttl)
+SELECT c.seq, $1::timestamptz, $3::text, $4::text, $5::text, $6::text, $7::smallint, $8::bigint FROM c
+RETURNING seq`,
+	// $1 how many changes to keep at least. It keeps as well every change
+	// of a transaction that a snapshot taken now does not see as committed
+	// (xid >= the snapshot's xmin), so a long transaction elsewhere holds
+	// the trim back rather than the readers' completeness. The horizon
+	// moves in the same statement as the DELETE, under a row lock taken
+	// with SKIP LOCKED: a second trimmer does nothing, and no writer ever
+	// takes that row.
+	trimChanges: `WITH h AS (
+	SELECT xid FROM tokens_changes_horizon FOR UPDATE SKIP LOCKED
+), cut AS (
+	SELECT least(
+		(SELECT c.xid FROM tokens_changes c ORDER BY c.xid DESC OFFSET $1 LIMIT 1),
+		pg_snapshot_xmin(pg_current_snapshot())) AS xid
+	FROM h
+), moved AS (
+	UPDATE tokens_changes_horizon SET xid = cut.xid FROM cut
+	WHERE tokens_changes_horizon.xid < cut.xid
+	RETURNING cut.xid
+)
+DELETE FROM tokens_changes WHERE xid < (SELECT xid FROM moved)`,
+	// $1 the reader's snapshot S0. One statement, so that S1 (the
+	// statement's own snapshot), the horizon and the changes come from
+	// one snapshot. Complete unless a trim passed S0's xmin or S0 is
+	// ahead of S1 (not a snapshot this database gave).
+	selectChanges: `WITH s AS (SELECT $1::pg_snapshot AS s0, pg_current_snapshot() AS s1)
+SELECT s.s1::text,
+	h.xid <= pg_snapshot_xmin(s.s0) AND pg_snapshot_xmax(s.s0) <= pg_snapshot_xmax(s.s1),
+	c.key_id
+FROM s CROSS JOIN tokens_changes_horizon h
+LEFT JOIN tokens_changes c ON c.xid >= pg_snapshot_xmin(s.s0) AND c.xid < pg_snapshot_xmax(s.s1)
+	AND NOT pg_visible_in_snapshot(c.xid, s.s0) AND pg_visible_in_snapshot(c.xid, s.s1)`,
 
 	insertRevoked: `INSERT INTO tokens_revoked (key_id, digest, revoked_at) VALUES ($1, $2, $3)
 ON CONFLICT (key_id, digest) DO NOTHING`,
@@ -123,17 +159,30 @@ ON CONFLICT (key_id, digest) DO NOTHING`,
 	selectRevoked: `SELECT revoked_at FROM tokens_revoked WHERE key_id = $1 AND digest = $2`,
 	purgeRevoked:  `DELETE FROM tokens_revoked WHERE revoked_at <= $1`,
 
-	insertEvent: `INSERT INTO tokens_events (seq, at, key_id, account, type, actor, policy, old_token_ttl)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-	selectEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
-WHERE seq > $1 ORDER BY seq LIMIT $2`,
-	// $3: an account to keep, or '' for any.
-	selectKeyEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
-WHERE key_id = $4 AND seq > $1 AND ($3 = '' OR account = $3) ORDER BY seq LIMIT $2`,
-	selectAccountEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
-WHERE account = $3 AND seq > $1 ORDER BY seq LIMIT $2`,
-	purgeEvents: `DELETE FROM tokens_events WHERE at < $1`,
+	// The batch of events visible in S1 and not in S0, after seq $3, at
+	// most $4: $1 S0, $2 S1 or NULL for the statement's own snapshot,
+	// which is returned on every row (one row with NULL events if none).
+	selectEvents: postgresBatch(``),
+	// $5: an account to keep, or '' for any.
+	selectKeyEvents:     postgresBatch(`AND e.key_id = $6 AND ($5 = '' OR e.account = $5)`),
+	selectAccountEvents: postgresBatch(`AND e.account = $5`),
+	purgeEvents:         `DELETE FROM tokens_events WHERE at < $1`,
 
 	// The account index serves it: a skip over distinct values.
 	selectAccounts: `SELECT DISTINCT account FROM tokens_keys ORDER BY account`,
+}
+
+// postgresBatch is the select of a batch of events (snapshotLog.events),
+// with filter added to its conditions.
+func postgresBatch(filter string) string {
+	return `WITH s AS (SELECT $1::pg_snapshot AS s0, coalesce($2::text::pg_snapshot, pg_current_snapshot()) AS s1)
+SELECT s.s1::text, e.seq, e.at, e.key_id, e.account, e.type, e.actor, e.policy, e.old_token_ttl
+FROM s LEFT JOIN LATERAL (
+	SELECT * FROM tokens_events e
+	WHERE e.xid >= pg_snapshot_xmin(s.s0) AND e.xid < pg_snapshot_xmax(s.s1)
+		AND NOT pg_visible_in_snapshot(e.xid, s.s0) AND pg_visible_in_snapshot(e.xid, s.s1)
+		AND e.seq > $3 ` + filter + `
+	ORDER BY e.seq LIMIT $4
+) e ON true
+ORDER BY e.seq`
 }

@@ -31,6 +31,8 @@ import (
 // statements.
 type sqlite struct{}
 
+func (sqlite) changeLog() changeLog { return counterLog{} }
+
 func (sqlite) name() string { return "sqlite" }
 
 func (sqlite) query(id stmtID) string { return sqliteQueries[id] }

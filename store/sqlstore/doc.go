@@ -11,17 +11,19 @@
 //	pgx       github.com/jackc/pgx/v5/stdlib
 //
 // New never touches the database. Migrate creates or upgrades the schema
-// (tables tokens_keys, tokens_change_counter, tokens_changes and
-// tokens_schema_migrations, so they can live in the application's own
-// database); teams with their own migration tool can apply the SQL files
+// (tables tokens_keys, tokens_changes, tokens_events, tokens_revoked,
+// tokens_schema_migrations, and tokens_change_counter on SQLite or
+// tokens_changes_horizon on PostgreSQL, so they can live in the
+// application's own database); teams with their own migration tool can apply the SQL files
 // under migrations/ instead.
 //
 // A key is one row of tokens_keys: its current token, its old token and
 // its latest share link are columns of that row (digests and a sealed
 // token, never a secret). Verify reads that row by primary key with one
 // prepared SELECT; every write of a key is one statement on it, plus, for
-// UpdateKey and DeleteKey, the numbering of the change in the same
-// transaction (tokens.ChangeLog).
+// InsertKey, UpdateKey and DeleteKey, the logging of the change and its
+// event in the same transaction (tokens.ChangeLog): numbered by a counter
+// on SQLite, by transaction ID and snapshots on PostgreSQL.
 //
 // # Pool sizing
 //
@@ -76,10 +78,12 @@
 // # PostgreSQL
 //
 // Any URL or DSN that lib/pq or pgx accepts works; to keep the tables in
-// a schema of their own, set search_path in it. A transaction locks the
-// key's row first and the change counter's row last, so concurrent writers
-// never deadlock; conflicting writers get tokens.ErrConflict, which the
-// Manager retries.
+// a schema of their own, set search_path in it. A transaction locks only
+// the key's row; the change log takes no lock that another writer waits
+// for, so writers of different keys never wait for each other (P1) and
+// concurrent writers never deadlock; conflicting writers of one key get
+// tokens.ErrConflict, which the Manager retries. PostgreSQL 13 or later
+// (xid8, pg_current_snapshot).
 //
 // # Errors
 //

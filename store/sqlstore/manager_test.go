@@ -477,7 +477,7 @@ func dumpDatabase(t *testing.T, db *sqlx.DB) []dumpRow {
 	}
 	var tables []string
 	require.NoError(t, db.SelectContext(ctx, &tables, query))
-	for _, want := range []string{"tokens_keys", "tokens_change_counter", "tokens_changes"} {
+	for _, want := range []string{"tokens_keys", "tokens_changes", "tokens_events"} {
 		require.Contains(t, tables, want)
 	}
 	var dump []dumpRow
@@ -730,25 +730,35 @@ var pgLockPoints = []struct {
 		statement: "UPDATE tokens_keys",
 	},
 	{
-		// The change is numbered last, after the key's row was written:
+		// The change is logged last, after the key's row was written:
 		// stopping there interrupts a transaction that has written.
-		name: "AfterKeyWrite",
-		lock: `SELECT 1 FROM tokens_change_counter c
-			JOIN tokens_keys k ON k.id = $1
-			FOR UPDATE OF c`,
-		statement: "UPDATE tokens_change_counter",
+		name:      "AfterKeyWrite",
+		lock:      pgNextChange,
+		statement: "INSERT INTO tokens_changes",
 	},
 }
 
-// pgLock locks rows with query in a transaction on admin, rolled back when
-// t ends if release was not called first, and returns the backend's pid.
+// pgNextChange inserts, uncommitted, a change under the order number that
+// the next change will take, so that the next writer waits for it at its
+// INSERT into tokens_changes. No writer waits for another there: only a
+// row that takes a number out of turn stops one.
+const pgNextChange = `INSERT INTO tokens_changes (seq, key_id)
+	SELECT coalesce(pg_sequence_last_value('tokens_changes_seq'), 0) + 1, $1`
+
+// pgLock locks rows with query (given keyID as $1, if it has one) in a
+// transaction on admin, rolled back when t ends if release was not called
+// first, and returns the backend's pid.
 func pgLock(t *testing.T, admin *sqlx.DB, query, keyID string) (pid int, release func()) {
 	t.Helper()
 	tx, err := admin.BeginTxx(t.Context(), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = tx.Rollback() })
 	require.NoError(t, tx.GetContext(t.Context(), &pid, "SELECT pg_backend_pid()"))
-	_, err = tx.ExecContext(t.Context(), query, keyID)
+	var args []any
+	if strings.Contains(query, "$1") {
+		args = append(args, keyID)
+	}
+	_, err = tx.ExecContext(t.Context(), query, args...)
 	require.NoError(t, err)
 	return pid, func() { require.NoError(t, tx.Rollback()) }
 }

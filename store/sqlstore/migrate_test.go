@@ -52,7 +52,7 @@ func TestMigrateFromReleasedSchema(t *testing.T) {
 				}
 
 				st := migrated(t, db)
-				requireSchemaVersions(t, db, 1, 2, 3, 4)
+				requireSchemaVersions(t, db, schemaVersions(b.Driver)...)
 				ctx := t.Context()
 				for _, rec := range want {
 					got, err := st.Key(ctx, rec.ID)
@@ -77,13 +77,13 @@ func TestMigrateFromReleasedSchema(t *testing.T) {
 				require.NoError(t, err)
 				require.ElementsMatch(t, []string{"expired", "pending", "renewal-pending"}, expired)
 
-				changes, err := st.Changes(ctx, 0)
+				changes, err := st.Changes(ctx, "")
 				require.NoError(t, err)
+				require.True(t, changes.Complete)
 				if from == 2 {
-					require.Equal(t, int64(2), changes.Latest)
 					require.ElementsMatch(t, []string{want[0].ID, want[1].ID}, changes.Keys)
 				} else {
-					require.Equal(t, int64(0), changes.Latest)
+					require.Empty(t, changes.Keys)
 				}
 
 				// The migrated rows are written like new ones.
@@ -263,7 +263,7 @@ func (w releasedWriter) exec(query string, args ...any) int64 {
 // recording them as the released Migrate did.
 func (w releasedWriter) applyMigrations(version int) {
 	w.t.Helper()
-	files := []string{"0001_init.sql", "0002_changes.sql"}[:version]
+	files := []string{"0001_init.sql", "0002_changes.sql", "0003_one_row.sql", "0004_audit.sql"}[:version]
 	w.exec(releasedV1.createMigrations[w.dialect()])
 	for i, name := range files {
 		body, err := os.ReadFile(filepath.Join("migrations", w.dialect(), name))
@@ -330,4 +330,93 @@ func (w releasedWriter) logChanges(ids ...string) {
 		require.NoError(w.t, w.db.GetContext(w.t.Context(), &seq, releasedV1.countChange))
 		w.exec(releasedV1.insertChange, seq, id)
 	}
+}
+
+// releasedV4 are the statements with which the store of schema versions
+// 2 to 4 logged a write: the counter, held to COMMIT, numbered the change
+// and its event.
+var releasedV4 = struct{ countChange, insertChange, insertEvent string }{
+	countChange:  `UPDATE tokens_change_counter SET seq = seq + 1 RETURNING seq`,
+	insertChange: `INSERT INTO tokens_changes (seq, key_id) VALUES ($1, $2)`,
+	insertEvent: `INSERT INTO tokens_events (seq, at, key_id, account, type, actor, policy, old_token_ttl)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+}
+
+// TestMigrateChangeLogFromCounter fills the change log (and, from version
+// 4, the audit trail) of a PostgreSQL database of schema version 3 or 4
+// the way the released store wrote them, migrates it to the snapshot log
+// (0005_snapshot_log.sql), and checks that the changes are still there,
+// that a Cursor handed out before the migration pages on without a gap or
+// a repeat, and that new writes are numbered above the old.
+func TestMigrateChangeLogFromCounter(t *testing.T) {
+	for _, b := range backends {
+		if testenv.IsSQLite(b.Driver) {
+			continue // SQLite keeps its counter
+		}
+		for _, from := range []int{3, 4} {
+			t.Run(fmt.Sprintf("%s/from_version_%d", b.Name, from), func(t *testing.T) {
+				ctx := t.Context()
+				db := open(t, b.Driver, b.NewDSN(t))
+				w := releasedWriter{t: t, db: db}
+				w.applyMigrations(from)
+				var cursors []string
+				for i, id := range []string{"a", "b", "c", "a"} {
+					tx, err := db.BeginTxx(ctx, nil)
+					require.NoError(t, err)
+					var seq int64
+					require.NoError(t, tx.GetContext(ctx, &seq, releasedV4.countChange))
+					_, err = tx.ExecContext(ctx, releasedV4.insertChange, seq, id)
+					require.NoError(t, err)
+					if from == 4 {
+						_, err = tx.ExecContext(ctx, releasedV4.insertEvent, seq, w.time(storetest.T0.Add(time.Duration(i)*time.Second)),
+							id, "acme", string(tokens.EventKeyDeactivated), "released", 0, 0)
+						require.NoError(t, err)
+						cursors = append(cursors, fmt.Sprint(seq)) // the released Cursor
+					}
+					require.NoError(t, tx.Commit())
+				}
+
+				st := migrated(t, db)
+				requireSchemaVersions(t, db, schemaVersions(b.Driver)...)
+				changes, err := st.Changes(ctx, "")
+				require.NoError(t, err)
+				require.True(t, changes.Complete)
+				require.ElementsMatch(t, []string{"a", "b", "c", "a"}, changes.Keys)
+
+				rec := storetest.NewRecord("new")
+				rec.Event = &tokens.Event{At: storetest.T0.Add(time.Hour), KeyID: "new", Account: "acme", Type: tokens.EventKeyCreated}
+				require.NoError(t, st.InsertKey(ctx, &rec))
+				after, err := st.Changes(ctx, changes.Latest)
+				require.NoError(t, err)
+				require.True(t, after.Complete)
+				require.Equal(t, []string{"new"}, after.Keys)
+
+				if from == 3 {
+					return
+				}
+				ids := func(events []tokens.Event) []string {
+					var out []string
+					for _, e := range events {
+						out = append(out, e.KeyID+"@"+auditEventID(e.Cursor))
+					}
+					return out
+				}
+				all := auditAllEvents(t, tokenManager(t, st), tokens.EventQuery{Limit: 2})
+				require.Equal(t, []string{"a@1", "b@2", "c@3", "a@4", "new@5"}, ids(all), "new writes are numbered above the old")
+				for i, c := range cursors {
+					page := auditAllEvents(t, tokenManager(t, st), tokens.EventQuery{After: c, Limit: 2})
+					require.Equal(t, ids(all[i+1:]), ids(page), "the released cursor %s", c)
+				}
+				_, err = st.Events(ctx, tokens.EventQuery{After: "1:1:/x/1", Limit: 1})
+				require.ErrorIs(t, err, tokens.ErrInvalidCursor)
+			})
+		}
+	}
+}
+
+func tokenManager(t *testing.T, st tokens.Store) *tokens.Manager {
+	t.Helper()
+	m, err := tokens.NewManager(st, tokens.WithShareBaseURL(shareBase))
+	require.NoError(t, err)
+	return m
 }

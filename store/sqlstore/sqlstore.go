@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -25,8 +24,9 @@ import (
 // tokens.Store return an error wrapping tokens.ErrNilContext before any
 // call into database/sql.
 type Store struct {
-	db *sqlx.DB
-	d  dialect
+	db  *sqlx.DB
+	d   dialect
+	log changeLog
 
 	stmts   [numStmts]atomic.Pointer[sql.Stmt]
 	txReady atomic.Bool // the statements of transactions are prepared
@@ -50,7 +50,7 @@ func New(db *sqlx.DB) (*Store, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w (got %q)", ErrUnsupportedDriver, db.DriverName())
 	}
-	return &Store{db: db, d: d}, nil
+	return &Store{db: db, d: d, log: d.changeLog()}, nil
 }
 
 // Close releases the store's prepared statements. It does not close the
@@ -60,17 +60,20 @@ func (s *Store) Close() error {
 }
 
 // InsertKey implements tokens.Store: in one transaction, the INSERT of the
-// key's row, then logChange with its event.
+// key's row, then the change log's append with its event.
 func (s *Store) InsertKey(ctx context.Context, rec *tokens.KeyRecord) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	var logged logged
+	err := s.inTx(ctx, func(tx *sql.Tx) (err error) {
 		if _, err := s.exec(ctx, tx, insertKey, keyArgs(s.d, rec, false)...); err != nil {
 			return err
 		}
-		return s.logChange(ctx, tx, rec.ID, rec.Event)
+		logged, err = s.log.append(ctx, s, tx, rec.ID, rec.Event)
+		return err
 	})
 	if err != nil {
 		return s.fail("insert key", err)
 	}
+	s.log.committed(ctx, s, logged)
 	rec.Version = 1
 	return nil
 }
@@ -130,8 +133,9 @@ func (s *Store) keys(ctx context.Context, account string) ([]tokens.KeyRecord, e
 
 // UpdateKey implements tokens.Store: in one transaction, an UPDATE of the
 // key's row on its version (compare-and-swap), an INSERT of each token it
-// revokes, then logChange with its event.
+// revokes, then the change log's append with its event.
 func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
+	var logged logged
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		n, err := s.exec(ctx, tx, updateKey, keyArgs(s.d, rec, true)...)
 		if err != nil {
@@ -145,11 +149,13 @@ func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
 				return err
 			}
 		}
-		return s.logChange(ctx, tx, rec.ID, rec.Event)
+		logged, err = s.log.append(ctx, s, tx, rec.ID, rec.Event)
+		return err
 	})
 	if err != nil {
 		return s.fail("update key", err)
 	}
+	s.log.committed(ctx, s, logged)
 	rec.Version++
 	return nil
 }
@@ -169,8 +175,9 @@ func (s *Store) conflictOrMissing(ctx context.Context, tx *sql.Tx, id string) er
 
 // DeleteKey implements tokens.Store: in one transaction, a DELETE of the
 // key's row, which holds its tokens and link, and of its revoked tokens,
-// then logChange with ev.
+// then the change log's append with ev.
 func (s *Store) DeleteKey(ctx context.Context, id string, ev *tokens.Event) error {
+	var logged logged
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		stmt, err := s.txStmt(ctx, tx, deleteKey)
 		if err != nil {
@@ -188,11 +195,13 @@ func (s *Store) DeleteKey(ctx context.Context, id string, ev *tokens.Event) erro
 			withAccount.Account = account
 			ev = &withAccount
 		}
-		return s.logChange(ctx, tx, id, ev)
+		logged, err = s.log.append(ctx, s, tx, id, ev)
+		return err
 	})
 	if err != nil {
 		return s.fail("delete key", err)
 	}
+	s.log.committed(ctx, s, logged)
 	return nil
 }
 
@@ -233,73 +242,13 @@ func (s *Store) expiredLinks(ctx context.Context, now time.Time, limit int) ([]s
 	return ids, rows.Err()
 }
 
-// keptChanges is how many numbered changes the store keeps at least; every
-// trimEvery changes, it forgets those older than that.
-const (
-	keptChanges = 10_000
-	trimEvery   = 1_000
-)
-
-// logChange numbers the write of key id in tx and appends its event, if
-// any, under the same number. It comes last in the transaction: the counter's row lock, held until COMMIT, is the last
-// lock every writer takes, so writers never wait for each other in a
-// cycle, and numbers commit in order.
-func (s *Store) logChange(ctx context.Context, tx *sql.Tx, id string, ev *tokens.Event) error {
-	stmt, err := s.txStmt(ctx, tx, countChange)
-	if err != nil {
-		return err
-	}
-	var seq int64
-	if err := stmt.QueryRowContext(ctx).Scan(&seq); err != nil {
-		return err
-	}
-	if _, err := s.exec(ctx, tx, insertChange, seq, id); err != nil {
-		return err
-	}
-	if ev != nil {
-		_, err := s.exec(ctx, tx, insertEvent, seq, s.d.time(ev.At), ev.KeyID, ev.Account,
-			string(ev.Type), ev.Actor, int64(ev.Policy), int64(ev.OldTokenTTL))
-		if err != nil {
-			return err
-		}
-	}
-	if seq%trimEvery == 0 {
-		_, err = s.exec(ctx, tx, trimChanges, seq-keptChanges)
-	}
-	return err
-}
-
-// Changes implements tokens.ChangeLog with one prepared SELECT. A reader
-// more than keptChanges behind is told that the list is not complete.
-func (s *Store) Changes(ctx context.Context, since int64) (tokens.Changes, error) {
-	changes, err := s.changes(ctx, since)
+// Changes implements tokens.ChangeLog with one prepared SELECT: see the
+// dialect's changeLog for what a position is.
+func (s *Store) Changes(ctx context.Context, since tokens.ChangePosition) (tokens.Changes, error) {
+	changes, err := s.log.changes(ctx, s, since)
 	if err != nil {
 		return tokens.Changes{}, s.fail("changes", err)
 	}
-	return changes, nil
-}
-
-func (s *Store) changes(ctx context.Context, since int64) (tokens.Changes, error) {
-	rows, err := s.query(ctx, nil, selectChanges, since)
-	if err != nil {
-		return tokens.Changes{}, err
-	}
-	defer rows.Close()
-	var changes tokens.Changes
-	for rows.Next() {
-		var id sql.NullString
-		if err := rows.Scan(&changes.Latest, &id); err != nil {
-			return tokens.Changes{}, err
-		}
-		if id.Valid {
-			changes.Keys = append(changes.Keys, id.String)
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return tokens.Changes{}, err
-	}
-	// Every number after since is there, unless trimmed: then fewer are.
-	changes.Complete = since >= 0 && since <= changes.Latest && int64(len(changes.Keys)) == changes.Latest-since
 	return changes, nil
 }
 
@@ -329,55 +278,14 @@ func (s *Store) PurgeRevoked(ctx context.Context, cutoff time.Time) (int, error)
 	return int(n), nil
 }
 
-// Events implements tokens.Store with one prepared SELECT. A Cursor is the
-// decimal change number of the event's write, which numbers commit in
-// order (logChange).
+// Events implements tokens.Store with one or two prepared SELECTs: see
+// the dialect's changeLog for what a Cursor is.
 func (s *Store) Events(ctx context.Context, q tokens.EventQuery) ([]tokens.Event, error) {
-	var after int64
-	if q.After != "" {
-		n, err := strconv.ParseInt(q.After, 10, 64)
-		if err != nil || n < 0 {
-			return nil, fmt.Errorf("sqlstore: events: %w", tokens.ErrInvalidCursor)
-		}
-		after = n
-	}
-	events, err := s.events(ctx, q, after)
+	events, err := s.log.events(ctx, s, q)
 	if err != nil {
 		return nil, s.fail("events", err)
 	}
 	return events, nil
-}
-
-func (s *Store) events(ctx context.Context, q tokens.EventQuery, after int64) ([]tokens.Event, error) {
-	id, args := selectEvents, []any{after, q.Limit}
-	switch {
-	case q.KeyID != "":
-		id, args = selectKeyEvents, append(args, q.Account, q.KeyID)
-	case q.Account != "":
-		id, args = selectAccountEvents, append(args, q.Account)
-	}
-	rows, err := s.query(ctx, nil, id, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	events := []tokens.Event{}
-	for rows.Next() {
-		var (
-			e           tokens.Event
-			seq         int64
-			typ         string
-			policy, ttl int64
-		)
-		err := rows.Scan(&seq, (*timeColumn)(&e.At), &e.KeyID, &e.Account, &typ, &e.Actor, &policy, &ttl)
-		if err != nil {
-			return nil, err
-		}
-		e.Cursor = strconv.FormatInt(seq, 10)
-		e.Type, e.Policy, e.OldTokenTTL = tokens.EventType(typ), tokens.OldTokenPolicy(policy), time.Duration(ttl)
-		events = append(events, e)
-	}
-	return events, rows.Err()
 }
 
 // PurgeEvents implements tokens.Store with one DELETE.

@@ -47,7 +47,7 @@ func TestMigrateIsIdempotent(t *testing.T) {
 			for range 3 {
 				require.NoError(t, st.Migrate(t.Context()))
 			}
-			requireSchemaVersions(t, db, 1, 2, 3, 4)
+			requireSchemaVersions(t, db, schemaVersions(b.Driver)...)
 			requireWorks(t, st)
 		})
 	}
@@ -74,7 +74,7 @@ func TestMigrateConcurrently(t *testing.T) {
 			for range processes {
 				require.NoError(t, <-errs)
 			}
-			requireSchemaVersions(t, open(t, b.Driver, dsn), 1, 2, 3, 4)
+			requireSchemaVersions(t, open(t, b.Driver, dsn), schemaVersions(b.Driver)...)
 			for _, st := range stores {
 				requireWorks(t, st)
 			}
@@ -207,6 +207,15 @@ func requireSchemaVersions(t *testing.T, db *sqlx.DB, want ...int) {
 	require.NoError(t, db.SelectContext(t.Context(), &got,
 		"SELECT version FROM tokens_schema_migrations ORDER BY version"))
 	require.Equal(t, want, got)
+}
+
+// schemaVersions are the migrations of the dialect of driver: PostgreSQL
+// has 0005 (the snapshot change log), SQLite keeps its counter.
+func schemaVersions(driver string) []int {
+	if testenv.IsSQLite(driver) {
+		return []int{1, 2, 3, 4}
+	}
+	return []int{1, 2, 3, 4, 5}
 }
 
 // requireWorks checks that st reads and writes its tables.

@@ -55,7 +55,7 @@ func (s *Store) prepareTxStatements(ctx context.Context) error {
 		return nil
 	}
 	for id, st := range statements {
-		if !st.inTx {
+		if !st.inTx || !used(s.d, stmtID(id)) {
 			continue
 		}
 		if _, err := s.stmt(ctx, stmtID(id)); err != nil {
