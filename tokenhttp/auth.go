@@ -46,64 +46,78 @@ type ErrorHandler func(w http.ResponseWriter, r *http.Request, err error)
 
 // WithKeyIDHeader sets the request header that carries the key ID. The
 // default is DefaultKeyIDHeader.
-func WithKeyIDHeader(name string) Option {
-	return func(a *settings) error {
-		if err := a.only("WithKeyIDHeader", forAuthenticate); err != nil {
-			return err
-		}
+func WithKeyIDHeader(name string) AuthOption {
+	return authOption(func(a *authSettings) error {
 		if !validHeaderName(name) {
 			return fmt.Errorf("tokenhttp: WithKeyIDHeader: %q is not a header name", name)
 		}
 		a.keyIDHeader = http.CanonicalHeaderKey(name)
 		return nil
-	}
+	})
 }
 
 // WithTokenHeader sets the request header that carries the token. The
 // default is DefaultTokenHeader.
-func WithTokenHeader(name string) Option {
-	return func(a *settings) error {
-		if err := a.only("WithTokenHeader", forAuthenticate); err != nil {
-			return err
-		}
+func WithTokenHeader(name string) AuthOption {
+	return authOption(func(a *authSettings) error {
 		if !validHeaderName(name) {
 			return fmt.Errorf("tokenhttp: WithTokenHeader: %q is not a header name", name)
 		}
 		a.tokenHeader = http.CanonicalHeaderKey(name)
 		return nil
-	}
+	})
 }
 
 // WithBearer also accepts "Authorization: Bearer <key ID>:<token>" from
 // requests that carry neither the key ID header nor the token header, for
 // clients that can set only the Authorization header.
-func WithBearer() Option {
-	return func(a *settings) error {
-		if err := a.only("WithBearer", forAuthenticate); err != nil {
-			return err
-		}
+func WithBearer() AuthOption {
+	return authOption(func(a *authSettings) error {
 		a.bearer = true
 		return nil
-	}
+	})
 }
 
 // WithErrorHandler replaces the default JSON error responses.
-func WithErrorHandler(h ErrorHandler) Option {
-	return func(a *settings) error {
-		if err := a.only("WithErrorHandler", forAuthenticate); err != nil {
-			return err
-		}
+func WithErrorHandler(h ErrorHandler) AuthOption {
+	return authOption(func(a *authSettings) error {
 		if h == nil {
 			return errors.New("tokenhttp: WithErrorHandler: handler is nil")
 		}
 		a.onError = h
 		return nil
+	})
+}
+
+// authSettings are what the AuthOptions set.
+type authSettings struct {
+	shared
+	keyIDHeader string
+	tokenHeader string
+	bearer      bool
+	onError     ErrorHandler
+}
+
+func applyAuth(opts []AuthOption) (*authSettings, error) {
+	s := &authSettings{
+		shared:      newShared(),
+		keyIDHeader: DefaultKeyIDHeader,
+		tokenHeader: DefaultTokenHeader,
 	}
+	for _, opt := range opts {
+		if opt == nil {
+			return nil, errors.New("tokenhttp: Authenticate: nil option")
+		}
+		if err := opt.applyAuth(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
 }
 
 type authenticator struct {
 	m *tokens.Manager
-	*settings
+	*authSettings
 }
 
 // Authenticate returns middleware that lets a request through only if it
@@ -128,16 +142,17 @@ type authenticator struct {
 //     WithErrorReporter.
 //
 // Like NewLinkHandler, it returns an error if m is nil or an option is
-// invalid.
-func Authenticate(m *tokens.Manager, opts ...Option) (func(http.Handler) http.Handler, error) {
+// invalid. Its options are AuthOptions; one that applies only to another
+// handler does not compile.
+func Authenticate(m *tokens.Manager, opts ...AuthOption) (func(http.Handler) http.Handler, error) {
 	if m == nil {
 		return nil, errors.New("tokenhttp: Authenticate: Manager is nil")
 	}
-	set, err := apply(forAuthenticate, opts)
+	set, err := applyAuth(opts)
 	if err != nil {
 		return nil, err
 	}
-	a := &authenticator{m: m, settings: set}
+	a := &authenticator{m: m, authSettings: set}
 	if a.keyIDHeader == a.tokenHeader {
 		return nil, errors.New("tokenhttp: Authenticate: the key ID and the token need two different headers")
 	}
