@@ -19,8 +19,8 @@ type LinkOption interface {
 	applyLink(*linkSettings) error
 }
 
-// An Option applies to every handler of the package: it is an AuthOption
-// and a LinkOption alike. WithErrorReporter returns one.
+// An Option applies to every handler of the package: it is an AuthOption,
+// a LinkOption and a ScopeOption alike. WithErrorReporter returns one.
 type Option struct {
 	apply func(*shared) error
 }
