@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -123,12 +124,9 @@ func sqliteConn(ctx context.Context, db *sqlx.DB) (*sql.Conn, error) {
 	}
 }
 
-const sqliteKeyColumns = `SELECT id, account, name, active, created_at, version,
-	current_digest, current_created_at, current_last_used_at,
-	old_digest, old_created_at, old_last_used_at, old_expires_at,
-	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at,
-	revoked_used_at
-FROM tokens_keys`
+var sqliteKeyColumns = keySelect()
+
+func sqliteParam(n int) string { return "?" + strconv.Itoa(n) }
 
 var sqliteQueries = [numStmts]string{
 	selectKey:       sqliteKeyColumns + ` WHERE id = CAST(? AS TEXT)`,
@@ -136,18 +134,10 @@ var sqliteQueries = [numStmts]string{
 	selectKeys:      sqliteKeyColumns + ` WHERE account = CAST(? AS TEXT) ORDER BY created_at, id`,
 	keyExists:       `SELECT 1 FROM tokens_keys WHERE id = CAST(? AS TEXT)`,
 
-	insertKey: `INSERT INTO tokens_keys (id, account, name, active, created_at, version,
-	current_digest, current_created_at, current_last_used_at,
-	old_digest, old_created_at, old_last_used_at, old_expires_at,
-	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at,
-	revoked_used_at)
-VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-	updateKey: `UPDATE tokens_keys SET name = ?1, active = ?2, version = version + 1,
-	current_digest = ?3, current_created_at = ?4, current_last_used_at = ?5,
-	old_digest = ?6, old_created_at = ?7, old_last_used_at = ?8, old_expires_at = ?9,
-	link_digest = ?10, link_sealed = ?11, link_created_at = ?12, link_expires_at = ?13,
-	link_redeemed_at = ?14, link_revoked_at = ?15, revoked_used_at = ?16
-WHERE id = CAST(?17 AS TEXT) AND version = CAST(?18 AS INTEGER)`,
+	insertKey: keyInsert(sqliteParam),
+	updateKey: keyUpdate(sqliteParam, func(id, version int) string {
+		return "id = CAST(" + sqliteParam(id) + " AS TEXT) AND version = CAST(" + sqliteParam(version) + " AS INTEGER)"
+	}),
 	deleteKey: `DELETE FROM tokens_keys WHERE id = CAST(? AS TEXT) RETURNING account`,
 
 	// ?1 key, ?2 token digest, ?3 time of use, ?4 stale before.
