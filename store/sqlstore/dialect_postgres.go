@@ -113,17 +113,27 @@ ON CONFLICT (key_id, digest) DO NOTHING`,
 	selectRevoked: `SELECT revoked_at FROM tokens_revoked WHERE key_id = $1 AND digest = $2`,
 	purgeRevoked:  `DELETE FROM tokens_revoked WHERE revoked_at <= $1`,
 
-	insertEvent: `INSERT INTO tokens_events (seq, at, key_id, account, type, actor, policy, old_token_ttl)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-	selectEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+	insertEvent: `INSERT INTO tokens_events (seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+	selectEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url FROM tokens_events
 WHERE seq > $1 ORDER BY seq LIMIT $2`,
 	// $3: an account to keep, or '' for any.
-	selectKeyEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+	selectKeyEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url FROM tokens_events
 WHERE key_id = $4 AND seq > $1 AND ($3 = '' OR account = $3) ORDER BY seq LIMIT $2`,
-	selectAccountEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+	selectAccountEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url FROM tokens_events
 WHERE account = $3 AND seq > $1 ORDER BY seq LIMIT $2`,
 	purgeEvents: `DELETE FROM tokens_events WHERE at < $1`,
 
 	// The account index serves it: a skip over distinct values.
 	selectAccounts: `SELECT DISTINCT account FROM tokens_keys ORDER BY account`,
+
+	// Each branch is a look-up of a unique index; a digest is in one of
+	// them at most.
+	selectKeyByToken: `(` + postgresKeyColumns + ` WHERE current_digest = $1)
+UNION ALL (` + postgresKeyColumns + ` WHERE old_digest = $1) LIMIT 1`,
+	selectRevokedOwner: `SELECT key_id, revoked_at FROM tokens_revoked WHERE digest = $1 LIMIT 1`,
+	// $1 the key, $2 its current digest, $3 its old digest or NULL: is a
+	// digest of the key the other slot's of another key? (Same slots
+	// collide in the unique indexes.)
+	tokenTaken: `SELECT 1 FROM tokens_keys WHERE id <> $1 AND (old_digest = $2 OR current_digest = $3) LIMIT 1`,
 }

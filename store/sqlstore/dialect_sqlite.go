@@ -169,17 +169,23 @@ ON CONFLICT (key_id, digest) DO NOTHING`,
 	selectRevoked: `SELECT revoked_at FROM tokens_revoked WHERE key_id = CAST(? AS TEXT) AND digest = CAST(? AS BLOB)`,
 	purgeRevoked:  `DELETE FROM tokens_revoked WHERE revoked_at <= CAST(? AS INTEGER)`,
 
-	insertEvent: `INSERT INTO tokens_events (seq, at, key_id, account, type, actor, policy, old_token_ttl)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-	selectEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+	insertEvent: `INSERT INTO tokens_events (seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	selectEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url FROM tokens_events
 WHERE seq > CAST(?1 AS INTEGER) ORDER BY seq LIMIT ?2`,
 	// ?3: an account to keep, or '' for any.
-	selectKeyEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+	selectKeyEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url FROM tokens_events
 WHERE key_id = CAST(?4 AS TEXT) AND seq > CAST(?1 AS INTEGER) AND (CAST(?3 AS TEXT) = '' OR account = CAST(?3 AS TEXT))
 ORDER BY seq LIMIT ?2`,
-	selectAccountEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+	selectAccountEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url FROM tokens_events
 WHERE account = CAST(?3 AS TEXT) AND seq > CAST(?1 AS INTEGER) ORDER BY seq LIMIT ?2`,
 	purgeEvents: `DELETE FROM tokens_events WHERE at < CAST(? AS INTEGER)`,
 
 	selectAccounts: `SELECT DISTINCT account FROM tokens_keys ORDER BY account`,
+
+	selectKeyByToken: sqliteKeyColumns + ` WHERE current_digest = CAST(?1 AS BLOB)
+UNION ALL ` + sqliteKeyColumns + ` WHERE old_digest = CAST(?1 AS BLOB) LIMIT 1`,
+	selectRevokedOwner: `SELECT key_id, revoked_at FROM tokens_revoked WHERE digest = CAST(? AS BLOB) LIMIT 1`,
+	tokenTaken: `SELECT 1 FROM tokens_keys
+WHERE id <> CAST(?1 AS TEXT) AND (old_digest = CAST(?2 AS BLOB) OR current_digest = CAST(?3 AS BLOB)) LIMIT 1`,
 }

@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -97,6 +98,83 @@ var keyColumns = []keyColumn{
 	{name: "revoked_used_at",
 		arg:  func(d dialect, r *tokens.KeyRecord) any { return nullTime(d, r.RevokedTokenUsedAt) },
 		dest: func(k *keyScanner) any { return (*timeColumn)(&k.rec.RevokedTokenUsedAt) }},
+
+	{name: "scopes",
+		arg:  func(_ dialect, r *tokens.KeyRecord) any { return strings.Join(r.Scopes, " ") },
+		dest: func(k *keyScanner) any { return (*scopesColumn)(&k.rec.Scopes) }},
+	{name: "metadata",
+		arg:  func(_ dialect, r *tokens.KeyRecord) any { return metadataText(r.Metadata) },
+		dest: func(k *keyScanner) any { return (*metadataColumn)(&k.rec.Metadata) }},
+	{name: "expires_at",
+		arg:  func(d dialect, r *tokens.KeyRecord) any { return nullTime(d, r.ExpiresAt) },
+		dest: func(k *keyScanner) any { return (*timeColumn)(&k.rec.ExpiresAt) }},
+	{name: "leaked_at",
+		arg:  func(d dialect, r *tokens.KeyRecord) any { return nullTime(d, r.LeakedAt) },
+		dest: func(k *keyScanner) any { return (*timeColumn)(&k.rec.LeakedAt) }},
+}
+
+// scopesColumn scans the scopes column: scopes joined by single spaces
+// (a scope has none), ” for none, which scans as nil.
+type scopesColumn []string
+
+func (c *scopesColumn) Scan(src any) error {
+	var text string
+	switch src := src.(type) {
+	case nil:
+	case string:
+		text = src
+	case []byte:
+		text = string(src)
+	default:
+		return fmt.Errorf("cannot scan %T into scopes", src)
+	}
+	if text == "" {
+		*c = nil
+		return nil
+	}
+	*c = strings.Split(text, " ")
+	return nil
+}
+
+// metadataText is metadata as its column keeps it: a JSON object, ” for
+// none.
+func metadataText(md map[string]string) string {
+	if len(md) == 0 {
+		return ""
+	}
+	b, err := json.Marshal(md) // a map of strings always marshals
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+// metadataColumn scans the metadata column; ” scans as nil.
+type metadataColumn map[string]string
+
+func (c *metadataColumn) Scan(src any) error {
+	var text []byte
+	switch src := src.(type) {
+	case nil:
+	case string:
+		text = []byte(src)
+	case []byte:
+		text = src
+	default:
+		return fmt.Errorf("cannot scan %T into metadata", src)
+	}
+	*c = nil
+	if len(text) == 0 {
+		return nil
+	}
+	var md map[string]string
+	if err := json.Unmarshal(text, &md); err != nil {
+		return fmt.Errorf("stored metadata is not a JSON object of strings: %w", err)
+	}
+	if len(md) > 0 {
+		*c = md
+	}
+	return nil
 }
 
 // oldArg is the argument of an old token's column: NULL without one.
