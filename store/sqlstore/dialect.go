@@ -63,6 +63,9 @@ const (
 	selectAccountEvents
 	purgeEvents
 	selectAccounts
+	selectKeyByToken
+	selectRevokedOwner
+	tokenTaken
 	numStmts
 )
 
@@ -96,6 +99,9 @@ var statements = [numStmts]struct {
 	selectAccountEvents: {name: "select events of an account"},
 	purgeEvents:         {name: "purge events"},
 	selectAccounts:      {name: "select accounts"},
+	selectKeyByToken:    {name: "select key by token"},
+	selectRevokedOwner:  {name: "select revoked token owner"},
+	tokenTaken:          {name: "token taken", inTx: true},
 }
 
 // migrationStatements keep tokens_schema_migrations. They run unprepared,

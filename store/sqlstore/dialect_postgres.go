@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"database/sql"
@@ -67,12 +68,9 @@ func (postgres) migrationStatements() migrationStatements {
 	}
 }
 
-const postgresKeyColumns = `SELECT id, account, name, active, created_at, version,
-	current_digest, current_created_at, current_last_used_at,
-	old_digest, old_created_at, old_last_used_at, old_expires_at,
-	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at,
-	revoked_used_at
-FROM tokens_keys`
+var postgresKeyColumns = keySelect()
+
+func postgresParam(n int) string { return "$" + strconv.Itoa(n) }
 
 var postgresQueries = [numStmts]string{
 	selectKey:       postgresKeyColumns + ` WHERE id = $1`,
@@ -80,18 +78,10 @@ var postgresQueries = [numStmts]string{
 	selectKeys:      postgresKeyColumns + ` WHERE account = $1 ORDER BY created_at, id`,
 	keyExists:       `SELECT 1 FROM tokens_keys WHERE id = $1`,
 
-	insertKey: `INSERT INTO tokens_keys (id, account, name, active, created_at, version,
-	current_digest, current_created_at, current_last_used_at,
-	old_digest, old_created_at, old_last_used_at, old_expires_at,
-	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at,
-	revoked_used_at)
-VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
-	updateKey: `UPDATE tokens_keys SET name = $1, active = $2, version = version + 1,
-	current_digest = $3, current_created_at = $4, current_last_used_at = $5,
-	old_digest = $6, old_created_at = $7, old_last_used_at = $8, old_expires_at = $9,
-	link_digest = $10, link_sealed = $11, link_created_at = $12, link_expires_at = $13,
-	link_redeemed_at = $14, link_revoked_at = $15, revoked_used_at = $16
-WHERE id = $17 AND version = $18`,
+	insertKey: keyInsert(postgresParam),
+	updateKey: keyUpdate(postgresParam, func(id, version int) string {
+		return "id = " + postgresParam(id) + " AND version = " + postgresParam(version)
+	}),
 	deleteKey: `DELETE FROM tokens_keys WHERE id = $1 RETURNING account`,
 
 	// $1 key, $2 token digest, $3 time of use, $4 stale before.
@@ -123,17 +113,27 @@ ON CONFLICT (key_id, digest) DO NOTHING`,
 	selectRevoked: `SELECT revoked_at FROM tokens_revoked WHERE key_id = $1 AND digest = $2`,
 	purgeRevoked:  `DELETE FROM tokens_revoked WHERE revoked_at <= $1`,
 
-	insertEvent: `INSERT INTO tokens_events (seq, at, key_id, account, type, actor, policy, old_token_ttl)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-	selectEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+	insertEvent: `INSERT INTO tokens_events (seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+	selectEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url FROM tokens_events
 WHERE seq > $1 ORDER BY seq LIMIT $2`,
 	// $3: an account to keep, or '' for any.
-	selectKeyEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+	selectKeyEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url FROM tokens_events
 WHERE key_id = $4 AND seq > $1 AND ($3 = '' OR account = $3) ORDER BY seq LIMIT $2`,
-	selectAccountEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+	selectAccountEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url FROM tokens_events
 WHERE account = $3 AND seq > $1 ORDER BY seq LIMIT $2`,
 	purgeEvents: `DELETE FROM tokens_events WHERE at < $1`,
 
 	// The account index serves it: a skip over distinct values.
 	selectAccounts: `SELECT DISTINCT account FROM tokens_keys ORDER BY account`,
+
+	// Each branch is a look-up of a unique index; a digest is in one of
+	// them at most.
+	selectKeyByToken: `(` + postgresKeyColumns + ` WHERE current_digest = $1)
+UNION ALL (` + postgresKeyColumns + ` WHERE old_digest = $1) LIMIT 1`,
+	selectRevokedOwner: `SELECT key_id, revoked_at FROM tokens_revoked WHERE digest = $1 LIMIT 1`,
+	// $1 the key, $2 its current digest, $3 its old digest or NULL: is a
+	// digest of the key the other slot's of another key? (Same slots
+	// collide in the unique indexes.)
+	tokenTaken: `SELECT 1 FROM tokens_keys WHERE id <> $1 AND (old_digest = $2 OR current_digest = $3) LIMIT 1`,
 }

@@ -52,7 +52,7 @@ func TestMigrateFromReleasedSchema(t *testing.T) {
 				}
 
 				st := migrated(t, db)
-				requireSchemaVersions(t, db, 1, 2, 3, 4)
+				requireSchemaVersions(t, db, 1, 2, 3, 4, 6)
 				ctx := t.Context()
 				for _, rec := range want {
 					got, err := st.Key(ctx, rec.ID)

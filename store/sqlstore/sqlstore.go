@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +37,7 @@ var (
 	_ tokens.Store         = (*Store)(nil)
 	_ tokens.ChangeLog     = (*Store)(nil)
 	_ tokens.AccountLister = (*Store)(nil)
+	_ tokens.TokenIndex    = (*Store)(nil)
 )
 
 // New returns a store in db, choosing the SQL dialect from db.DriverName():
@@ -64,6 +66,9 @@ func (s *Store) Close() error {
 func (s *Store) InsertKey(ctx context.Context, rec *tokens.KeyRecord) error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		if _, err := s.exec(ctx, tx, insertKey, keyArgs(s.d, rec, false)...); err != nil {
+			return err
+		}
+		if err := s.checkTokens(ctx, tx, rec); err != nil {
 			return err
 		}
 		return s.logChange(ctx, tx, rec.ID, rec.Event)
@@ -140,6 +145,9 @@ func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
 		if n == 0 {
 			return s.conflictOrMissing(ctx, tx, rec.ID)
 		}
+		if err := s.checkTokens(ctx, tx, rec); err != nil {
+			return err
+		}
 		for _, r := range rec.Revoked {
 			if _, err := s.exec(ctx, tx, insertRevoked, rec.ID, r.Digest[:], s.d.time(r.RevokedAt)); err != nil {
 				return err
@@ -152,6 +160,64 @@ func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
 	}
 	rec.Version++
 	return nil
+}
+
+// checkTokens refuses, with ErrDuplicate, a record whose current digest is
+// another key's old one or whose old digest is another key's current one
+// (tokens.TokenIndex); the unique indexes refuse a digest in the same
+// slot of two keys. It runs after the write, which takes the locks first:
+// a deferred SQLite transaction that read first could not upgrade.
+func (s *Store) checkTokens(ctx context.Context, tx *sql.Tx, rec *tokens.KeyRecord) error {
+	stmt, err := s.txStmt(ctx, tx, tokenTaken)
+	if err != nil {
+		return err
+	}
+	var old any // NULL: matches nothing
+	if rec.HasOld {
+		old = rec.Old.Digest[:]
+	}
+	var one int
+	switch err := stmt.QueryRowContext(ctx, rec.ID, rec.Current.Digest[:], old).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return err
+	}
+	return tokens.ErrDuplicate
+}
+
+// KeyByToken implements tokens.TokenIndex with one prepared SELECT of two
+// unique index look-ups.
+func (s *Store) KeyByToken(ctx context.Context, digest tokens.Digest) (tokens.KeyRecord, error) {
+	stmt, err := s.stmt(ctx, selectKeyByToken)
+	if err != nil {
+		return tokens.KeyRecord{}, s.fail("key by token", err)
+	}
+	rec, err := scanKey(stmt.QueryRowContext(ctx, digest[:]))
+	if err != nil {
+		return tokens.KeyRecord{}, s.fail("key by token", err)
+	}
+	return rec, nil
+}
+
+// RevokedTokenOwner implements tokens.TokenIndex with one prepared SELECT.
+func (s *Store) RevokedTokenOwner(ctx context.Context, revoked tokens.Digest) (string, tokens.RevokedToken, bool, error) {
+	stmt, err := s.stmt(ctx, selectRevokedOwner)
+	if err != nil {
+		return "", tokens.RevokedToken{}, false, s.fail("revoked token owner", err)
+	}
+	var (
+		id string
+		at timeColumn
+	)
+	err = stmt.QueryRowContext(ctx, revoked[:]).Scan(&id, &at)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", tokens.RevokedToken{}, false, nil
+	case err != nil:
+		return "", tokens.RevokedToken{}, false, s.fail("revoked token owner", err)
+	}
+	return id, tokens.RevokedToken{Digest: revoked, RevokedAt: time.Time(at)}, true, nil
 }
 
 // conflictOrMissing tells why a compare-and-swap of key id changed nothing.
@@ -258,7 +324,8 @@ func (s *Store) logChange(ctx context.Context, tx *sql.Tx, id string, ev *tokens
 	}
 	if ev != nil {
 		_, err := s.exec(ctx, tx, insertEvent, seq, s.d.time(ev.At), ev.KeyID, ev.Account,
-			string(ev.Type), ev.Actor, int64(ev.Policy), int64(ev.OldTokenTTL))
+			string(ev.Type), ev.Actor, int64(ev.Policy), int64(ev.OldTokenTTL),
+			strings.Join(ev.Fields, " "), ev.Source, ev.URL)
 		if err != nil {
 			return err
 		}
@@ -368,13 +435,18 @@ func (s *Store) events(ctx context.Context, q tokens.EventQuery, after int64) ([
 			seq         int64
 			typ         string
 			policy, ttl int64
+			fields      string
 		)
-		err := rows.Scan(&seq, (*timeColumn)(&e.At), &e.KeyID, &e.Account, &typ, &e.Actor, &policy, &ttl)
+		err := rows.Scan(&seq, (*timeColumn)(&e.At), &e.KeyID, &e.Account, &typ, &e.Actor, &policy, &ttl,
+			&fields, &e.Source, &e.URL)
 		if err != nil {
 			return nil, err
 		}
 		e.Cursor = strconv.FormatInt(seq, 10)
 		e.Type, e.Policy, e.OldTokenTTL = tokens.EventType(typ), tokens.OldTokenPolicy(policy), time.Duration(ttl)
+		if fields != "" {
+			e.Fields = strings.Split(fields, " ")
+		}
 		events = append(events, e)
 	}
 	return events, rows.Err()
