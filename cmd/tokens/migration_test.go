@@ -75,7 +75,7 @@ func testMigration(t *testing.T, driver, dsn, cliDB string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	legacy := fillLegacyTable(t, db)
+	legacy := fillLegacyTable(t, db, legacyKeys)
 
 	exported := filepath.Join(t.TempDir(), "keys.csv")
 	exportLegacyTable(t, db, exportQuery[driver], exported)
@@ -158,9 +158,9 @@ type legacyKey struct {
 	createdAt                time.Time
 }
 
-// fillLegacyTable makes the legacy table and its rows, in one
-// transaction, and returns them with their tokens.
-func fillLegacyTable(t *testing.T, db *sqlx.DB) []legacyKey {
+// fillLegacyTable makes the legacy table with n rows, in one transaction,
+// and returns them with their tokens.
+func fillLegacyTable(t *testing.T, db *sqlx.DB, n int) []legacyKey {
 	t.Helper()
 	db.MustExec(legacyTable)
 	tx := db.MustBegin()
@@ -168,7 +168,7 @@ func fillLegacyTable(t *testing.T, db *sqlx.DB) []legacyKey {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := make([]legacyKey, legacyKeys)
+	keys := make([]legacyKey, n)
 	base := time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range keys {
 		k := legacyKey{
