@@ -197,7 +197,6 @@ func importHeader(header []string) (map[string]int, error) {
 func (c *cli) readImport(ctx context.Context, r *csv.Reader, cols map[string]int, rows chan<- *importRow, results chan<- importResult) error {
 	for {
 		rec, err := r.Read()
-		line, _ := r.FieldPos(0)
 		switch {
 		case errors.Is(err, io.EOF):
 			return nil
@@ -205,9 +204,13 @@ func (c *cli) readImport(ctx context.Context, r *csv.Reader, cols map[string]int
 			err = fmt.Errorf("%d columns, not %d as in the header", len(rec), r.FieldsPerRecord)
 		case err != nil:
 			// A quote out of place: what follows cannot be trusted to be
-			// the lines it looks like. The error names no content.
+			// the lines it looks like. The error names the line, no
+			// content.
 			return err
 		}
+		// Only a record read, also one with the wrong number of
+		// fields, has a position.
+		line, _ := r.FieldPos(0)
 		row := &importRow{line: line}
 		if err == nil {
 			err = row.parse(rec, cols)
