@@ -19,8 +19,9 @@
 //
 // Each handler takes options of its own type (AuthOption, LinkOption,
 // ScopeOption), so an option given where it does not apply is a compile
-// error; WithErrorReporter is an Option, which fits all of them. A
-// LinkHandler serves the
+// error; WithErrorReporter is an Option, which fits all of them.
+//
+// A LinkHandler serves the
 // share links of a Manager created with
 // tokens.WithShareBaseURL("https://share.example.com/credentials/"):
 //
