@@ -87,8 +87,9 @@ type verifyCache struct {
 
 	mu        sync.RWMutex
 	entries   map[string]*cachedKey
-	seq       ChangePosition // the ChangeLog position the entries are current with
-	checkedAt time.Time      // when the latest successful check began; zero: never
+	byToken   map[Digest]string // key IDs of the entries by token digest, for VerifyToken
+	seq       ChangePosition    // the ChangeLog position the entries are current with
+	checkedAt time.Time         // when the latest successful check began; zero: never
 	gen       uint64
 	checking  chan struct{} // closed when the check in flight ends; nil if none
 	closed    bool
@@ -112,6 +113,7 @@ func newVerifyCache(store Store, cc *CacheConfig, observe func(context.Context, 
 		maxKeys:   cc.MaxKeys,
 		staleness: cc.MaxStaleness,
 		entries:   make(map[string]*cachedKey),
+		byToken:   make(map[Digest]string),
 		observe:   observe,
 	}, nil
 }
@@ -120,10 +122,13 @@ func newVerifyCache(store Store, cc *CacheConfig, observe func(context.Context, 
 // now, confirming it first if needed (checked); nil if it cannot be
 // trusted or holds no such key. gen is the generation a fill after a store
 // read must present.
-func (c *verifyCache) lookup(ctx context.Context, id string, now time.Time) (e *cachedKey, gen uint64, checked bool) {
+//
+// With id empty, lookup finds the key that holds a token of digest; the
+// caller still compares digest with the entry's tokens.
+func (c *verifyCache) lookup(ctx context.Context, id string, digest Digest, now time.Time) (e *cachedKey, gen uint64, checked bool) {
 	c.mu.RLock()
 	current := c.currentAt(now)
-	e, gen = c.entries[id], c.gen
+	e, gen = c.entry(id, digest), c.gen
 	c.mu.RUnlock()
 	if current {
 		return e, gen, false
@@ -133,7 +138,39 @@ func (c *verifyCache) lookup(ctx context.Context, id string, now time.Time) (e *
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	return c.entries[id], c.gen, true
+	return c.entry(id, digest), c.gen, true
+}
+
+// entry returns the entry of key id, or with id empty of the key holding
+// digest; the caller holds c.mu.
+func (c *verifyCache) entry(id string, digest Digest) *cachedKey {
+	if id == "" {
+		var ok bool
+		if id, ok = c.byToken[digest]; !ok {
+			return nil
+		}
+	}
+	return c.entries[id]
+}
+
+// remove drops the entry of key id and its tokens; the caller holds c.mu.
+func (c *verifyCache) remove(id string) {
+	e, ok := c.entries[id]
+	if !ok {
+		return
+	}
+	delete(c.entries, id)
+	for _, d := range []*Digest{&e.rec.Current.Digest, &e.rec.Old.Digest} {
+		if c.byToken[*d] == id {
+			delete(c.byToken, *d)
+		}
+	}
+}
+
+// clear drops every entry; the caller holds c.mu.
+func (c *verifyCache) clear() {
+	c.entries = make(map[string]*cachedKey)
+	c.byToken = make(map[Digest]string)
 }
 
 // currentAt reports whether the entries may be trusted at now; the caller
@@ -183,11 +220,11 @@ func (c *verifyCache) check(ctx context.Context, start time.Time) bool {
 		if err == nil && !c.closed {
 			switch {
 			case !changes.Complete:
-				c.entries = make(map[string]*cachedKey)
+				c.clear()
 				c.gen++
 			case len(changes.Keys) > 0:
 				for _, id := range changes.Keys {
-					delete(c.entries, id)
+					c.remove(id)
 				}
 				c.gen++
 			}
@@ -223,17 +260,22 @@ func (c *verifyCache) fill(rec *KeyRecord, gen uint64, old bool, lastUsed time.T
 	}
 	if _, ok := c.entries[rec.ID]; !ok && len(c.entries) >= c.maxKeys {
 		for id := range c.entries { // map order is random: a random victim
-			delete(c.entries, id)
+			c.remove(id)
 			break
 		}
 	}
+	c.remove(rec.ID)
 	c.entries[rec.ID] = e
+	c.byToken[rec.Current.Digest] = rec.ID
+	if rec.HasOld {
+		c.byToken[rec.Old.Digest] = rec.ID
+	}
 }
 
 // drop forgets key id at once, after this Manager changed it.
 func (c *verifyCache) drop(id string) {
 	c.mu.Lock()
-	delete(c.entries, id)
+	c.remove(id)
 	c.gen++
 	c.mu.Unlock()
 }
@@ -241,7 +283,7 @@ func (c *verifyCache) drop(id string) {
 func (c *verifyCache) close() {
 	c.mu.Lock()
 	c.closed = true
-	c.entries = nil
+	c.entries, c.byToken = nil, nil
 	c.gen++
 	c.mu.Unlock()
 }

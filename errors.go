@@ -50,6 +50,12 @@ var (
 	ErrTokenRevoked = fmt.Errorf("%w: token revoked", ErrInvalidCredentials)
 	// ErrKeyInactive means the token is right but the key is deactivated (R9).
 	ErrKeyInactive = errors.New("tokens: key inactive")
+	// ErrKeyExpired means the token is right but the key's ExpiresAt has
+	// come (R22). Expiry is not deletion: UpdateKey can move or clear it.
+	ErrKeyExpired = errors.New("tokens: key expired")
+	// ErrKeyExists means ImportKey was given a key ID that is taken, or a
+	// token that another key holds (R24); nothing was stored.
+	ErrKeyExists = errors.New("tokens: key exists: the key ID or token is taken")
 
 	// ErrInvalidKeySpec means a KeySpec was refused (R11); nothing was stored.
 	ErrInvalidKeySpec = errors.New("tokens: invalid key spec")
@@ -69,7 +75,7 @@ var (
 var ruleErrors = []error{
 	ErrKeyNotFound, ErrRenewalPending, ErrOldTokenPending, ErrNoOldToken, ErrUndoUnavailable,
 	ErrInvalidLink, ErrLinkNotFound, ErrLinkUsed, ErrLinkExpired, ErrNoPendingLink, ErrLinkSealed,
-	ErrInvalidKeySpec, ErrInvalidOption, ErrInvalidCursor, ErrNilContext,
+	ErrInvalidKeySpec, ErrInvalidOption, ErrInvalidCursor, ErrNilContext, ErrKeyExists,
 }
 
 func isRuleError(err error) bool {

@@ -35,11 +35,13 @@ var exportedErrors = map[string]struct {
 	"ErrInvalidOption":   {ErrInvalidOption, "rule"},
 	"ErrInvalidCursor":   {ErrInvalidCursor, "rule"},
 	"ErrNilContext":      {ErrNilContext, "rule"},
+	"ErrKeyExists":       {ErrKeyExists, "rule"},
 
 	"ErrInvalidCredentials": {ErrInvalidCredentials, "verify"},
 	"ErrMalformedToken":     {ErrMalformedToken, "verify"},
 	"ErrTokenRevoked":       {ErrTokenRevoked, "verify"},
 	"ErrKeyInactive":        {ErrKeyInactive, "verify"},
+	"ErrKeyExpired":         {ErrKeyExpired, "verify"},
 
 	"ErrOutcomeUnknown": {ErrOutcomeUnknown, "fault"},
 	"ErrConflict":       {ErrConflict, "fault"},

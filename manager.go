@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -15,6 +17,7 @@ import (
 // store: every change is a compare-and-swap retried on conflict (R13).
 type Manager struct {
 	store Store
+	index TokenIndex // store as a TokenIndex; nil if it is not one
 	cfg   config
 	cache *verifyCache // nil without WithVerifyCache
 	uses  recentUses
@@ -39,6 +42,19 @@ type Key struct {
 	// never. An integration still uses a token deleted on the renewal
 	// before it.
 	RevokedTokenUsedAt time.Time
+	// Scopes are what the key may do (R20), sorted without repeats; nil
+	// when none. HasScope tests one.
+	Scopes []string
+	// Metadata is the key's metadata (R21); nil when none. It is not for
+	// secrets: admin screens show it.
+	Metadata map[string]string
+	// ExpiresAt is when every token of the key stops verifying (R22):
+	// from then on Verify and VerifyToken give ErrKeyExpired for a right
+	// token. Zero: never.
+	ExpiresAt time.Time
+	// LeakedAt is the latest time a token of the key was reported leaked
+	// (S10); zero if never.
+	LeakedAt time.Time
 }
 
 // TokenInfo describes a token without revealing it.
@@ -56,9 +72,27 @@ type TokenInfo struct {
 // control character (NUL, line breaks, tabs, escapes) or a bidirectional
 // control (U+202A-U+202E, U+2066-U+2069), which could spoof the screens
 // that show them (S9).
+//
+// Scopes, Metadata and ExpiresAt are optional; a spec that breaks their
+// limits is refused with ErrInvalidKeySpec and nothing is stored. The
+// Manager copies them: changing the spec's slice or map afterwards changes
+// no key.
 type KeySpec struct {
 	Account string
 	Name    string
+	// Scopes are what the key may do (R20): at most MaxScopes, each 1 to
+	// MaxScopeLen bytes of ASCII letters, digits and ":._-/". Stored
+	// sorted without repeats; matched exactly, no wildcards.
+	Scopes []string
+	// Metadata is free data about the key for the application and its
+	// admin screens (R21), never a secret: at most MaxMetadataEntries;
+	// each name 1 to MaxMetadataNameLen bytes of ASCII letters, digits and
+	// "_.-"; each value at most MaxMetadataValueLen bytes of valid UTF-8
+	// without control or bidirectional control characters (S9).
+	Metadata map[string]string
+	// ExpiresAt, if not zero, is when every token of the key stops
+	// verifying (R22). It must be after now.
+	ExpiresAt time.Time
 }
 
 // AlertLevel says how overdue a token's renewal is (R10).
@@ -117,6 +151,7 @@ func NewManager(store Store, opts ...Option) (*Manager, error) {
 		return nil, invalidOption("NewManager: WithShareBaseURL is required, such as https://share.example.com/credentials/")
 	}
 	m := &Manager{store: store, cfg: cfg}
+	m.index, _ = store.(TokenIndex)
 	if cfg.cache != nil {
 		cache, err := newVerifyCache(store, cfg.cache, cfg.observe)
 		if err != nil {
@@ -143,7 +178,8 @@ func (m *Manager) CreateKey(ctx context.Context, spec KeySpec) (_ *Key, _ *Share
 	if m.cfg.observe != nil {
 		defer func() { m.observe(ctx, OpKeyCreated, id, err) }()
 	}
-	if err := spec.validate(); err != nil {
+	fields, err := spec.fields(m.now())
+	if err != nil {
 		return nil, nil, err
 	}
 	actor, err := actorOf(ctx)
@@ -157,6 +193,7 @@ func (m *Manager) CreateKey(ctx context.Context, spec KeySpec) (_ *Key, _ *Share
 		}
 		now := m.now()
 		rec := KeyRecord{ID: id, Account: spec.Account, Name: spec.Name, Active: true, CreatedAt: now}
+		fields.apply(&rec)
 		link, err := m.issueToken(&rec, now)
 		if err != nil {
 			return nil, nil, err
@@ -422,6 +459,8 @@ func (m *Manager) key(rec *KeyRecord, now time.Time) *Key {
 		key.LinkExpiresAt = rec.Link.ExpiresAt
 	}
 	key.RevokedTokenUsedAt = rec.RevokedTokenUsedAt
+	key.Scopes, key.Metadata = slices.Clone(rec.Scopes), maps.Clone(rec.Metadata)
+	key.ExpiresAt, key.LeakedAt = rec.ExpiresAt, rec.LeakedAt
 	if hasOld(rec, now) {
 		key.OldToken = &TokenInfo{CreatedAt: rec.Old.CreatedAt, LastUsedAt: rec.Old.LastUsedAt, ExpiresAt: rec.Old.ExpiresAt}
 	}
@@ -450,13 +489,17 @@ func (m *Manager) alert(ref, now time.Time) AlertLevel {
 }
 
 func (s KeySpec) validate() error {
-	if strings.TrimSpace(s.Name) == "" {
-		return fmt.Errorf("%w: name is required (and not only spaces)", ErrInvalidKeySpec)
-	}
-	if err := checkText("name", s.Name); err != nil {
+	if err := checkName(s.Name); err != nil {
 		return err
 	}
 	return checkText("account", s.Account)
+}
+
+func checkName(name string) error {
+	if strings.TrimSpace(name) == "" {
+		return fmt.Errorf("%w: name is required (and not only spaces)", ErrInvalidKeySpec)
+	}
+	return checkText("name", name)
 }
 
 // checkText applies S9 to a name or account: text that an admin screen
@@ -464,9 +507,14 @@ func (s KeySpec) validate() error {
 // reorder what follows (control characters, which include NUL that
 // PostgreSQL cannot store, and bidirectional controls).
 func checkText(field, s string) error {
+	return checkTextLen(field, s, maxNameLen)
+}
+
+// checkTextLen is checkText for text of at most max bytes.
+func checkTextLen(field, s string, max int) error {
 	switch {
-	case len(s) > maxNameLen:
-		return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidKeySpec, field, maxNameLen)
+	case len(s) > max:
+		return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidKeySpec, field, max)
 	case !utf8.ValidString(s):
 		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidKeySpec, field)
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:

@@ -49,6 +49,9 @@ const (
 	OpKeyDeleted        = Op(EventKeyDeleted)
 	OpRevokedTokenUsed  = Op(EventRevokedTokenUsed)
 	OpOldTokenExpirySet = Op(EventOldTokenExpirySet)
+	OpKeyUpdated        = Op(EventKeyUpdated)
+	OpKeyImported       = Op(EventKeyImported)
+	OpTokenLeaked       = Op(EventTokenLeaked)
 )
 
 // Outcome says how an Observation ended.
@@ -72,6 +75,7 @@ const (
 	OutcomeMalformed = Outcome("malformed") // Verify: not a token at all
 	OutcomeInactive  = Outcome("inactive")  // Verify: right token, deactivated key
 	OutcomeRevoked   = Outcome("revoked")   // Verify: a deleted token (R16)
+	OutcomeExpired   = Outcome("expired")   // Verify: right token, expired key (R22)
 )
 
 // WithObserver makes the Manager call f with an Observation for each

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -160,7 +161,7 @@ func (m *Manager) eventCommitted(ctx context.Context, want *Event) (bool, error)
 		for i := range page {
 			e := &page[i]
 			if e.Type == want.Type && e.At.Equal(want.At) && e.Actor == want.Actor &&
-				e.Policy == want.Policy && e.OldTokenTTL == want.OldTokenTTL {
+				e.Policy == want.Policy && e.OldTokenTTL == want.OldTokenTTL && slices.Equal(e.Fields, want.Fields) {
 				return true, nil
 			}
 		}
@@ -192,7 +193,8 @@ func sameContent(a, b *KeyRecord) bool {
 		sameToken(&a.Current, &b.Current) &&
 		a.HasOld == b.HasOld && (!a.HasOld || sameToken(&a.Old, &b.Old)) &&
 		a.HasLink == b.HasLink && (!a.HasLink || sameLink(&a.Link, &b.Link)) &&
-		a.RevokedTokenUsedAt.Equal(b.RevokedTokenUsedAt)
+		a.RevokedTokenUsedAt.Equal(b.RevokedTokenUsedAt) &&
+		sameFields(a, b)
 }
 
 func sameToken(a, b *TokenRecord) bool {

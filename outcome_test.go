@@ -94,6 +94,9 @@ func nilContextCalls(m *tokens.Manager, keyID, linkURL, token string) map[string
 	errs["ExpireOld"] = m.ExpireOld(ctx, keyID, time.Hour)
 	errs["PurgeEvents"] = first(m.PurgeEvents(ctx, time.Hour))
 	errs["PurgeExpired"] = first(m.PurgeExpired(ctx))
+	errs["VerifyToken"] = first(m.VerifyToken(ctx, token))
+	errs["UpdateKey"] = m.UpdateKey(ctx, keyID, tokens.KeyUpdate{Name: new("nil")})
+	errs["ImportKey"] = first(m.ImportKey(ctx, tokens.ImportSpec{KeySpec: tokens.KeySpec{Name: "nil"}, Token: token + "x"}))
 	return errs
 }
 

@@ -61,6 +61,19 @@ type KeyRecord struct {
 	// presented to Verify (R16); zero if never.
 	RevokedTokenUsedAt time.Time
 
+	// Scopes are the key's scopes (R20), sorted without repeats; nil when
+	// none. Metadata is its metadata (R21); nil when none. A store keeps
+	// both as given and returns copies: an empty slice or map may come
+	// back nil. Neither ever holds a secret.
+	Scopes   []string
+	Metadata map[string]string
+	// ExpiresAt is when every token of the key stops verifying (R22);
+	// zero: never.
+	ExpiresAt time.Time
+	// LeakedAt is the latest time a token of the key was reported leaked
+	// (S10); zero if never.
+	LeakedAt time.Time
+
 	// Revoked and Event are what a write adds besides the record; the
 	// look-ups leave them nil. Revoked are the tokens this write deleted,
 	// for UpdateKey to remember (R16): a store keeps them until DeleteKey
@@ -214,6 +227,31 @@ type KeyViewer interface {
 	ViewKey(ctx context.Context, id string) (*KeyRecord, error)
 }
 
+// A TokenIndex is a Store that finds keys by a token's digest alone, for
+// VerifyToken (R23), ImportKey (R24) and leak reports (S10). memstore and
+// sqlstore implement it; Manager.VerifyToken on a store without it returns
+// an error wrapping errors.ErrUnsupported.
+//
+// A store that implements it keeps token digests unique across keys: a
+// digest is the current or old token of at most one key. InsertKey and
+// UpdateKey refuse a record whose current or old digest is already the
+// current or old digest of another key with an error wrapping
+// ErrDuplicate, and store nothing.
+type TokenIndex interface {
+	// KeyByToken returns the key whose current or old token (including an
+	// old token past its scheduled end that no write has dropped yet) has
+	// the given digest, or an error wrapping ErrKeyNotFound if there is
+	// none. The result is a copy the caller owns.
+	KeyByToken(ctx context.Context, digest Digest) (KeyRecord, error)
+
+	// RevokedTokenOwner returns the ID of the key that remembers a revoked
+	// token whose RevokedDigest is revoked (R16), the revoked token, and
+	// whether there is one. Should two keys remember it, which only a
+	// collision of SHA-256 could cause, it returns either. It writes
+	// nothing.
+	RevokedTokenOwner(ctx context.Context, revoked Digest) (keyID string, tok RevokedToken, ok bool, err error)
+}
+
 // An AccountLister is a Store that can list its accounts, for jobs that go
 // over every key (a renewal reminder). memstore and sqlstore implement it.
 type AccountLister interface {
@@ -240,6 +278,24 @@ const (
 	// EventOldTokenExpirySet: ExpireOld gave the old token a scheduled end
 	// after its renewal (OldTokenTTL says in how long).
 	EventOldTokenExpirySet EventType = "old_token_expiry_set"
+	// EventKeyUpdated: UpdateKey changed the fields that Event.Fields
+	// names (R19).
+	EventKeyUpdated EventType = "key_updated"
+	// EventKeyImported: ImportKey made the key from an existing token
+	// (R24).
+	EventKeyImported EventType = "key_imported"
+	// EventTokenLeaked: a token of the key was reported leaked, from
+	// Event.Source at Event.URL (S10).
+	EventTokenLeaked EventType = "token_leaked"
+)
+
+// The fields of a key that UpdateKey changes, as EventKeyUpdated's
+// Event.Fields names them, in this (sorted) order.
+const (
+	FieldExpiresAt = "expires_at"
+	FieldMetadata  = "metadata"
+	FieldName      = "name"
+	FieldScopes    = "scopes"
 )
 
 // Event is one entry of the audit trail (R17): a change that succeeded,
@@ -259,6 +315,14 @@ type Event struct {
 	// ends, for EventOldTokenExpirySet.
 	Policy      OldTokenPolicy
 	OldTokenTTL time.Duration
+	// Fields are the fields UpdateKey changed, for EventKeyUpdated: some
+	// of FieldExpiresAt, FieldMetadata, FieldName and FieldScopes, sorted.
+	// nil for other types.
+	Fields []string
+	// Source and URL say where a leaked token was found, for
+	// EventTokenLeaked (S10): who reported it and the address it was seen
+	// at. Never the token.
+	Source, URL string
 }
 
 // EventQuery selects events. KeyID and Account, if not empty, keep the
@@ -308,8 +372,9 @@ var (
 	// callers only when retries are exhausted.
 	ErrConflict = errors.New("tokens: concurrent update conflict")
 	// ErrDuplicate is returned by a Store when an insert or update would
-	// give two keys the same ID or two links the same digest.
-	ErrDuplicate = errors.New("tokens: duplicate key ID or link digest")
+	// give two keys the same ID, two links the same digest or, in a
+	// TokenIndex, two keys the same token digest.
+	ErrDuplicate = errors.New("tokens: duplicate key ID, link or token digest")
 	// ErrOutcomeUnknown means a change was sent to the store but the store
 	// could not say whether it committed (the connection was lost or the
 	// deadline hit during COMMIT), and the Manager could not find out

@@ -102,6 +102,52 @@ func wellFormedToken(token string) bool {
 	return decodeChecksum(token[n-checksumLen:]) == uint64(crc32Of(head))
 }
 
+// The bounds of a token that ImportKey takes as it is (R24), in whatever
+// format the system it comes from gave it.
+const (
+	MinImportedTokenLen = 16
+	MaxImportedTokenLen = 512
+)
+
+// verifiableToken reports whether Verify and VerifyToken take token to the
+// store: a token in the library's format with a correct checksum, or a
+// token that does not claim that format (one ImportKey may have taken) of
+// MinImportedTokenLen to MaxImportedTokenLen printable ASCII characters
+// other than space. A token that claims the format but fails its checksum
+// is mistyped or made up, whatever else it could be.
+func verifiableToken(token string) bool {
+	if wellFormedToken(token) {
+		return true
+	}
+	return !claimsFormat(token) && printableToken(token)
+}
+
+// claimsFormat reports whether token looks like a token of the library's
+// format, under any valid prefix: a prefix, an underscore and
+// secretLen+checksumLen base62 characters, checksum aside.
+func claimsFormat(token string) bool {
+	n := len(token)
+	under := n - secretLen - checksumLen - 1
+	if n > maxTokenLen || under < 1 {
+		return false
+	}
+	return token[under] == '_' && validPrefix(token[:under]) && isBase62(token[under+1:])
+}
+
+// printableToken reports whether token is MinImportedTokenLen to
+// MaxImportedTokenLen bytes of printable ASCII other than space.
+func printableToken(token string) bool {
+	if len(token) < MinImportedTokenLen || len(token) > MaxImportedTokenLen {
+		return false
+	}
+	for i := 0; i < len(token); i++ {
+		if c := token[i]; c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
 // decodeChecksum reads checksumLen base62 characters as a number; the
 // caller checked that they are base62. Each number has one fixed-width
 // encoding, so comparing numbers compares encodings, without the divisions
@@ -207,7 +253,7 @@ func le64(s string) uint64 {
 // token is copied into a stack buffer rather than converted, so that the
 // Verify path does not allocate.
 func tokenDigest(token string) Digest {
-	var buf [maxTokenLen]byte
+	var buf [MaxImportedTokenLen]byte
 	if len(token) > len(buf) {
 		return sha256.Sum256([]byte(token))
 	}

@@ -10,12 +10,21 @@ import (
 )
 
 // Verify checks a key ID and token (R9). It succeeds for the current or the
-// old token of an active key and returns the key. An unknown key and a wrong
-// token both give ErrInvalidCredentials; a malformed token gives
-// ErrMalformedToken, which is also an ErrInvalidCredentials, without reading
-// the store. ErrKeyInactive means the token is right but the key is
-// deactivated. A successful Verify records the token's LastUsedAt, at most
-// once a minute.
+// old token of an active, unexpired key and returns the key. An unknown key
+// and a wrong token both give ErrInvalidCredentials. ErrKeyInactive means
+// the token is right but the key is deactivated, ErrKeyExpired that it is
+// right but the key's ExpiresAt has come (R22); a deactivated key that has
+// also expired gives ErrKeyInactive. A successful Verify records the
+// token's LastUsedAt, at most once a minute.
+//
+// A malformed token gives ErrMalformedToken, which is also an
+// ErrInvalidCredentials, without reading the store: a token that claims
+// the library's format (a prefix, "_" and 49 base62 characters) with a
+// wrong checksum, or any other token that is not MinImportedTokenLen to
+// MaxImportedTokenLen printable ASCII characters other than space, the
+// tokens ImportKey takes (R24). On a store that is not a TokenIndex, where
+// ImportKey cannot put such tokens, every token outside the library's
+// format is malformed.
 func (m *Manager) Verify(ctx context.Context, keyID, token string) (_ *Key, err error) {
 	if ctx == nil {
 		return nil, ErrNilContext
@@ -24,7 +33,7 @@ func (m *Manager) Verify(ctx context.Context, keyID, token string) (_ *Key, err 
 	if m.cfg.observe != nil {
 		defer func() { m.observeVerify(ctx, keyID, fromCache, err) }()
 	}
-	if !wellFormedToken(token) {
+	if !m.verifiableToken(token) {
 		return nil, ErrMalformedToken
 	}
 	if !validKeyID(keyID) {
@@ -59,10 +68,30 @@ func (m *Manager) Verify(ctx context.Context, keyID, token string) (_ *Key, err 
 		}
 		return nil, m.refused(ctx, keyID, rec, digest, now)
 	}
+	return m.accept(ctx, rec, used, digest, gen, now)
+}
+
+// verifiableToken is verifiableToken for the Manager's store: only a
+// TokenIndex can hold imported tokens (ImportKey needs one), so on any
+// other store only the library's format reaches it.
+func (m *Manager) verifiableToken(token string) bool {
+	if m.index == nil {
+		return wellFormedToken(token)
+	}
+	return verifiableToken(token)
+}
+
+// accept ends a Verify or VerifyToken whose token, of digest, is used, a
+// live token of rec: refused if the key is inactive (first) or expired
+// (R22), else its use recorded and the key cached with gen.
+func (m *Manager) accept(ctx context.Context, rec *KeyRecord, used *TokenRecord, digest Digest, gen uint64, now time.Time) (*Key, error) {
 	if !rec.Active {
 		return nil, ErrKeyInactive
 	}
-	lastUsed, err := m.recordUse(ctx, keyID, digest, used.LastUsedAt, now)
+	if keyExpired(rec, now) {
+		return nil, ErrKeyExpired
+	}
+	lastUsed, err := m.recordUse(ctx, rec.ID, digest, used.LastUsedAt, now)
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +100,92 @@ func (m *Manager) Verify(ctx context.Context, keyID, token string) (_ *Key, err 
 		m.cache.fill(rec, gen, old, lastUsed)
 	}
 	return m.verifiedKey(rec, old, lastUsed, now), nil
+}
+
+// VerifyToken checks a token alone and returns its key (R23): it finds the
+// key by the token's digest, current or old, and then applies Verify's
+// rules and errors (R9, R16, R22, and the cache's C1-C3). An unknown token
+// and a deleted one of a deleted key give ErrInvalidCredentials; a deleted
+// token that its key remembers (R16) gives ErrTokenRevoked. Malformed
+// tokens are refused as by Verify, without reading the store. The store
+// must be a TokenIndex, as memstore and sqlstore are: otherwise the error
+// wraps errors.ErrUnsupported.
+//
+// For APIs whose integrations send one secret, such as
+// "Authorization: Bearer tok_...". A token is unique across keys, so the
+// digest names one key.
+func (m *Manager) VerifyToken(ctx context.Context, token string) (_ *Key, err error) {
+	if ctx == nil {
+		return nil, ErrNilContext
+	}
+	fromCache, keyID := false, ""
+	if m.cfg.observe != nil {
+		defer func() { m.observeVerify(ctx, keyID, fromCache, err) }()
+	}
+	index := m.index
+	if index == nil {
+		return nil, fmt.Errorf("tokens: verify token: %T cannot find keys by token: %w", m.store, errors.ErrUnsupported)
+	}
+	if !verifiableToken(token) {
+		return nil, ErrMalformedToken
+	}
+	digest := tokenDigest(token)
+	now := m.now()
+	var gen uint64
+	if m.cache != nil {
+		key, hit, g, err := m.verifyCached(ctx, "", digest, now)
+		if hit {
+			fromCache = err == nil
+			if key != nil {
+				keyID = key.ID
+			}
+			return key, err
+		}
+		gen = g
+	}
+	found, err := index.KeyByToken(ctx, digest)
+	switch {
+	case errors.Is(err, ErrKeyNotFound):
+		return nil, m.refusedToken(ctx, index, digest, now)
+	case err != nil:
+		return nil, fmt.Errorf("tokens: verify token: %w", err)
+	}
+	rec := &found
+	keyID = rec.ID
+	// The store found the key by digest; the comparison is made again,
+	// in constant time, on the record (S3), which also judges an old
+	// token's end (R14).
+	used := matchingToken(rec, digest, now)
+	if used == nil {
+		return nil, m.refused(ctx, rec.ID, rec, digest, now)
+	}
+	return m.accept(ctx, rec, used, digest, gen, now)
+}
+
+// refusedToken is refused for VerifyToken of a token that no key has:
+// ErrTokenRevoked if a key remembers it as deleted within the retention
+// (R16), which it records as used, else ErrInvalidCredentials.
+func (m *Manager) refusedToken(ctx context.Context, index TokenIndex, digest Digest, now time.Time) error {
+	retention := m.cfg.revokedRetention
+	if retention == 0 {
+		return ErrInvalidCredentials
+	}
+	id, found, ok, err := index.RevokedTokenOwner(ctx, revokedDigest(digest))
+	switch {
+	case err != nil:
+		return fmt.Errorf("tokens: verify token: %w", err)
+	case !ok || now.Sub(found.RevokedAt) >= retention:
+		return ErrInvalidCredentials
+	}
+	rec, err := m.viewKey(ctx, id)
+	switch {
+	case errors.Is(err, ErrKeyNotFound):
+		return ErrInvalidCredentials // deleted since: DeleteKey forgets its tokens
+	case err != nil:
+		return fmt.Errorf("tokens: verify token: %w", err)
+	}
+	m.recordRevokedUse(ctx, id, rec, now)
+	return ErrTokenRevoked
 }
 
 // recordUse writes the last use of a token that verified (R9), if the
@@ -144,8 +259,11 @@ func (m *Manager) verifiedKey(rec *KeyRecord, old bool, lastUsed, now time.Time)
 // verifyCached accepts digest for key id from the cache, if the cache is
 // current and holds a token of the key with that digest. hit is false when
 // the store must decide; gen is then what a fill must present.
+//
+// With id empty, the cache finds the key by digest (VerifyToken). An
+// expired key (R22) is a miss: the store may know of a later expiry.
 func (m *Manager) verifyCached(ctx context.Context, id string, digest Digest, now time.Time) (key *Key, hit bool, gen uint64, err error) {
-	e, gen, checked := m.cache.lookup(ctx, id, now)
+	e, gen, checked := m.cache.lookup(ctx, id, digest, now)
 	if e == nil {
 		return nil, false, gen, nil
 	}
@@ -156,10 +274,11 @@ func (m *Manager) verifyCached(ctx context.Context, id string, digest Digest, no
 		now = m.now()
 	}
 	rec := &e.rec
-	used := matchingToken(rec, digest, now) // R14's expiry is exact, cached or not
-	if used == nil {
+	used := matchingToken(rec, digest, now)  // R14's expiry is exact, cached or not
+	if used == nil || keyExpired(rec, now) { // so is R22's
 		return nil, false, gen, nil
 	}
+	id = rec.ID
 	slot, old := 0, used == &rec.Old
 	if old {
 		slot = 1
@@ -234,17 +353,24 @@ func (m *Manager) refused(ctx context.Context, id string, rec *KeyRecord, digest
 	if now.Sub(revokedAt) >= retention {
 		return ErrInvalidCredentials
 	}
-	if rec.RevokedTokenUsedAt.IsZero() || now.Sub(rec.RevokedTokenUsedAt) >= lastUsedResolution {
-		// The record is best effort: the refusal stands whatever it gives.
-		_ = m.update(ctx, m.keyLoader(id), Event{Type: EventRevokedTokenUsed}, func(rec *KeyRecord, now time.Time) error {
-			if !rec.RevokedTokenUsedAt.IsZero() && now.Sub(rec.RevokedTokenUsedAt) < lastUsedResolution {
-				return errUnchanged
-			}
-			rec.RevokedTokenUsedAt = now
-			return nil
-		})
-	}
+	m.recordRevokedUse(ctx, id, rec, now)
 	return ErrTokenRevoked
+}
+
+// recordRevokedUse records that a deleted token of key id, whose record is
+// rec, was presented at now (R16), at most once a minute. It is best
+// effort: the refusal stands whatever it gives.
+func (m *Manager) recordRevokedUse(ctx context.Context, id string, rec *KeyRecord, now time.Time) {
+	if !rec.RevokedTokenUsedAt.IsZero() && now.Sub(rec.RevokedTokenUsedAt) < lastUsedResolution {
+		return
+	}
+	_ = m.update(ctx, m.keyLoader(id), Event{Type: EventRevokedTokenUsed}, func(rec *KeyRecord, now time.Time) error {
+		if !rec.RevokedTokenUsedAt.IsZero() && now.Sub(rec.RevokedTokenUsedAt) < lastUsedResolution {
+			return errUnchanged
+		}
+		rec.RevokedTokenUsedAt = now
+		return nil
+	})
 }
 
 // observeVerify reports the outcome of a Verify.
@@ -261,6 +387,8 @@ func (m *Manager) observeVerify(ctx context.Context, id string, cached bool, err
 		outcome = OutcomeInvalid
 	case errors.Is(err, ErrKeyInactive):
 		outcome = OutcomeInactive
+	case errors.Is(err, ErrKeyExpired):
+		outcome = OutcomeExpired
 	default:
 		outcome = OutcomeError
 	}

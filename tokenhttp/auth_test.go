@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -323,7 +324,7 @@ func TestAuthenticateWithErrorHandler(t *testing.T) {
 
 func TestAuthenticateRefusesMisconfiguration(t *testing.T) {
 	e := newEnv(t, shareBase)
-	for name, opts := range map[string][]tokenhttp.Option{
+	for name, opts := range map[string][]tokenhttp.AuthOption{
 		"empty header":       {tokenhttp.WithKeyIDHeader("")},
 		"invalid header":     {tokenhttp.WithTokenHeader("X Token")},
 		"same headers":       {tokenhttp.WithKeyIDHeader("x-key"), tokenhttp.WithTokenHeader("X-Key")},
@@ -341,19 +342,33 @@ func TestAuthenticateRefusesMisconfiguration(t *testing.T) {
 	assert.Error(t, err)
 }
 
-// TestOptionsApplyWhereTheySay: the middleware's options are refused by
-// the link handler, with an error that says why, and not silently ignored.
+// TestOptionsApplyWhereTheySay: an option of the middleware given to the
+// link handler does not compile, because it is not a LinkOption; the
+// shared option is both. The compiler checks the calls; this test checks
+// the types, so that a change that made every option fit everywhere again
+// fails here.
 func TestOptionsApplyWhereTheySay(t *testing.T) {
-	e := newEnv(t, shareBase)
-	for name, opt := range map[string]tokenhttp.Option{
+	authOption := reflect.TypeFor[tokenhttp.AuthOption]()
+	linkOption := reflect.TypeFor[tokenhttp.LinkOption]()
+	for name, opt := range map[string]tokenhttp.AuthOption{
 		"WithKeyIDHeader":  tokenhttp.WithKeyIDHeader("X-Key"),
 		"WithTokenHeader":  tokenhttp.WithTokenHeader("X-Secret"),
 		"WithBearer":       tokenhttp.WithBearer(),
 		"WithErrorHandler": tokenhttp.WithErrorHandler(func(http.ResponseWriter, *http.Request, error) {}),
 	} {
-		_, err := tokenhttp.NewLinkHandler(e.m, opt)
-		assert.ErrorContains(t, err, name+" applies to Authenticate only")
+		assert.False(t, reflect.TypeOf(opt).Implements(linkOption), "%s is a LinkOption", name)
 	}
+	shared := reflect.TypeOf(tokenhttp.WithErrorReporter(func(*http.Request, error) {}))
+	assert.True(t, shared.Implements(authOption))
+	assert.True(t, shared.Implements(linkOption))
+}
+
+func TestZeroOptionIsRefused(t *testing.T) {
+	e := newEnv(t, shareBase)
+	_, err := tokenhttp.Authenticate(e.m, tokenhttp.Option{})
+	assert.Error(t, err)
+	_, err = tokenhttp.NewLinkHandler(e.m, tokenhttp.Option{})
+	assert.Error(t, err)
 }
 
 // TestAuthenticateReportsStoreErrors: WithErrorReporter works the same on
@@ -382,7 +397,7 @@ func TestAuthenticateReportsStoreErrors(t *testing.T) {
 	assert.NotContains(t, reported[0].Error(), creds.Token)
 }
 
-func mustAuthenticate(t *testing.T, m *tokens.Manager, opts ...tokenhttp.Option) func(http.Handler) http.Handler {
+func mustAuthenticate(t *testing.T, m *tokens.Manager, opts ...tokenhttp.AuthOption) func(http.Handler) http.Handler {
 	t.Helper()
 	mw, err := tokenhttp.Authenticate(m, opts...)
 	require.NoError(t, err)

@@ -8,7 +8,20 @@
 //	...
 //	mux.Handle("/api/", auth(api))
 //
-// and handlers read the key with KeyFromContext. A LinkHandler serves the
+// and handlers read the key with KeyFromContext. WithBearerToken also takes
+// "Authorization: Bearer <token>", the one string most integrations send.
+// RequireScopes, inside Authenticate, lets through only keys with the
+// scopes a route needs:
+//
+//	canWrite, err := tokenhttp.RequireScopes([]string{"invoices:write"})
+//	...
+//	mux.Handle("POST /api/invoices", auth(canWrite(createInvoice)))
+//
+// Each handler takes options of its own type (AuthOption, LinkOption,
+// ScopeOption), so an option given where it does not apply is a compile
+// error; WithErrorReporter is an Option, which fits all of them.
+//
+// A LinkHandler serves the
 // share links of a Manager created with
 // tokens.WithShareBaseURL("https://share.example.com/credentials/"):
 //

@@ -121,3 +121,42 @@ func ExampleWithErrorReporter() {
 	// level=ERROR msg=tokenhttp method=GET path=/api/orders err="tokens: verify: context deadline exceeded"
 	// 500
 }
+
+// RequireScopes goes inside Authenticate; here with WithBearerToken, so
+// that an integration sends its token alone.
+func ExampleRequireScopes() {
+	ctx := context.Background()
+	m, _ := tokens.NewManager(memstore.New(),
+		tokens.WithClock(clock.NewMock()),
+		tokens.WithShareBaseURL("https://share.example.com/credentials/"))
+	_, link, _ := m.CreateKey(ctx, tokens.KeySpec{Account: "acme", Name: "erp-sync", Scopes: []string{"invoices:read"}})
+	creds, _ := m.RedeemLink(ctx, link.URL)
+
+	auth, err := tokenhttp.Authenticate(m, tokenhttp.WithBearerToken())
+	if err != nil {
+		panic(err)
+	}
+	canRead, err := tokenhttp.RequireScopes([]string{"invoices:read"})
+	if err != nil {
+		panic(err)
+	}
+	canWrite, err := tokenhttp.RequireScopes([]string{"invoices:write"})
+	if err != nil {
+		panic(err)
+	}
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux := http.NewServeMux()
+	mux.Handle("GET /invoices", auth(canRead(ok)))
+	mux.Handle("POST /invoices", auth(canWrite(ok)))
+
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		r := httptest.NewRequest(method, "/invoices", nil)
+		r.Header.Set("Authorization", "Bearer "+creds.Token)
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, r)
+		fmt.Print(method, " ", w.Code, " ", w.Body.String())
+	}
+	// Output:
+	// GET 200 ok
+	// POST 403 {"error":"insufficient_scope","message":"the key lacks the scope invoices:write","missing_scopes":["invoices:write"]}
+}

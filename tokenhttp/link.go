@@ -96,7 +96,7 @@ type LinkHandler struct {
 // NewLinkHandler returns a LinkHandler for the share links of m, to be
 // mounted at the path of m.ShareBaseURL(). It returns an error if m is nil
 // or an option is invalid.
-func NewLinkHandler(m *tokens.Manager, opts ...Option) (*LinkHandler, error) {
+func NewLinkHandler(m *tokens.Manager, opts ...LinkOption) (*LinkHandler, error) {
 	if m == nil {
 		return nil, errors.New("tokenhttp: NewLinkHandler: Manager is nil")
 	}
@@ -119,7 +119,7 @@ func NewLinkHandler(m *tokens.Manager, opts ...Option) (*LinkHandler, error) {
 		origin:   scheme + "://" + host,
 	}
 	h.cookie = csrfCookie(scheme == "https", h.basePath)
-	set, err := apply(forLinkHandler, opts)
+	set, err := applyLink(opts)
 	if err != nil {
 		return nil, err
 	}

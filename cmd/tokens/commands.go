@@ -16,9 +16,11 @@ import (
 func init() {
 	commands = []*command{
 		{name: "migrate", summary: "create or upgrade the schema (idempotent)", run: runMigrate},
-		{name: "create", args: "-account A -name N", summary: "create a key and print the link that reveals its token", makesURL: true, run: runCreate, flags: createFlags},
+		{name: "create", args: "-account A -name N [-scopes S,S] [-meta K=V...] [-expires T]", summary: "create a key and print the link that reveals its token", makesURL: true, run: runCreate, flags: createKeyFlags},
 		{name: "list", args: "-account A", summary: "list the keys of an account (-account '' for keys without one)", run: runList, flags: accountFlag},
-		{name: "show", args: "KEYID", summary: "show one key", run: runShow},
+		{name: "show", args: "KEYID", summary: "show one key, with its scopes, metadata, expiry and latest leak", run: runShow},
+		{name: "update", args: "[-name N] [-scopes S,S] [-meta K=V...] [-expires T|never] KEYID", summary: "rename the key or replace its scopes, metadata or expiry ('' clears)", run: runUpdate, flags: updateFlags},
+		{name: "import", args: "[-file F] [-parallel N]", summary: "import keys whose tokens integrations already hold, from CSV on stdin or -file", run: runImport, flags: importFlags},
 		{name: "renew", args: "[-old later|now] [-old-ttl D] KEYID", summary: "give the key a new token and print the link that reveals it", makesURL: true, run: runRenew, flags: renewFlags},
 		{name: "delete-old", args: "[-yes] KEYID", summary: "delete the key's old token, irreversibly", run: runDeleteOld, flags: yesFlag},
 		{name: "undo", args: "[-yes] KEYID", summary: "undo the latest renewal while the old token exists", run: runUndo, flags: yesFlag},
@@ -26,7 +28,7 @@ func init() {
 		{name: "activate", args: "KEYID", summary: "let the key's tokens verify again", run: runActivate},
 		{name: "deactivate", args: "KEYID", summary: "make the key's tokens fail verification", run: runDeactivate},
 		{name: "delete", args: "[-yes] KEYID", summary: "delete the key with its tokens and link, irreversibly", run: runDelete, flags: yesFlag},
-		{name: "verify", args: "KEYID < token", summary: "check the token on stdin: valid, invalid, inactive or revoked", run: runVerify},
+		{name: "verify", args: "KEYID < token", summary: "check the token on stdin: valid, invalid, inactive, expired or revoked", run: runVerify},
 		{name: "due", args: "[-level warning|critical] [-account A...]", summary: "keys of every account (or of each -account) whose renewal alert is at least the level", run: runDue, flags: dueFlags},
 		{name: "events", args: "[-key KEYID] [-account A] [-after CURSOR] [-limit N] [-follow [-poll D]]", summary: "print the audit trail, oldest first; -follow waits for new events", run: runEvents, flags: eventsFlags},
 		{name: "purge", summary: "wipe the sealed tokens of links that expired unopened", run: runPurge},
@@ -111,6 +113,9 @@ func runCreate(ctx context.Context, c *cli, m *manager, fs *flag.FlagSet, args [
 		Account: flagValue(fs, "account").Get().(string),
 		Name:    flagValue(fs, "name").Get().(string),
 	}
+	if err := keyFields(fs, &spec); err != nil {
+		return err
+	}
 	key, link, err := m.CreateKey(ctx, spec)
 	if err != nil {
 		return err
@@ -141,7 +146,10 @@ func runShow(ctx context.Context, c *cli, m *manager, fs *flag.FlagSet, args []s
 	if err != nil {
 		return err
 	}
-	return c.printKeys([]*tokens.Key{key})
+	if err := c.printKeys([]*tokens.Key{key}); err != nil || c.json {
+		return err
+	}
+	return c.printKeyFields(key)
 }
 
 func runRenew(ctx context.Context, c *cli, m *manager, fs *flag.FlagSet, args []string) error {
@@ -293,6 +301,8 @@ func verdict(err error) string {
 		return "invalid"
 	case errors.Is(err, tokens.ErrKeyInactive):
 		return "inactive"
+	case errors.Is(err, tokens.ErrKeyExpired):
+		return "expired"
 	}
 	return ""
 }

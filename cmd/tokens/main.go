@@ -313,7 +313,11 @@ Global flags (a variable named beside a flag sets its default):
                      links are sealed under it
 
 A link or token is printed only on stdout, only by create and renew;
-nothing secret ever goes to stderr. verify reads the token from stdin.
+nothing secret ever goes to stderr. verify reads the token from stdin,
+import its CSV (a header line, then id,account,name,token,created_at,...;
+a token is itself or sha256:HEX) from stdin or -file: never from an
+argument. import exits 1 if any line failed; the others are imported, and
+running it again imports only what is missing.
 
 Exit status: 0 success (verify: valid; events -follow: interrupted), 1
 refused by the library or the database, or not confirmed (verify: not

@@ -46,15 +46,19 @@ func (c *cli) printJSON(v any) error {
 }
 
 type keyJSON struct {
-	ID        string         `json:"id"`
-	Account   string         `json:"account"`
-	Name      string         `json:"name"`
-	Active    bool           `json:"active"`
-	Alert     string         `json:"alert"` // none, warning, critical
-	CreatedAt time.Time      `json:"created_at"`
-	Token     tokenJSON      `json:"token"`
-	OldToken  *oldTokenJSON  `json:"old_token"`
-	Link      *linkStateJSON `json:"link"` // null when the key has no link (undo or revoke-link revoked it)
+	ID        string            `json:"id"`
+	Account   string            `json:"account"`
+	Name      string            `json:"name"`
+	Active    bool              `json:"active"`
+	Alert     string            `json:"alert"` // none, warning, critical
+	CreatedAt time.Time         `json:"created_at"`
+	Token     tokenJSON         `json:"token"`
+	OldToken  *oldTokenJSON     `json:"old_token"`
+	Link      *linkStateJSON    `json:"link"`       // null when the key has no link (undo or revoke-link revoked it)
+	Scopes    []string          `json:"scopes"`     // [] for none
+	Metadata  map[string]string `json:"metadata"`   // {} for none
+	ExpiresAt *time.Time        `json:"expires_at"` // null: never
+	LeakedAt  *time.Time        `json:"leaked_at"`  // null: never reported
 }
 
 type tokenJSON struct {
@@ -97,6 +101,16 @@ func (c *cli) printKeys(keys []*tokens.Key) error {
 				Alert:     k.Alert.String(),
 				CreatedAt: k.CreatedAt.UTC(),
 				Token:     tokenJSON{k.Token.CreatedAt.UTC(), optionalTime(k.Token.LastUsedAt)},
+				Scopes:    k.Scopes,
+				Metadata:  k.Metadata,
+				ExpiresAt: optionalTime(k.ExpiresAt),
+				LeakedAt:  optionalTime(k.LeakedAt),
+			}
+			if j.Scopes == nil {
+				j.Scopes = []string{}
+			}
+			if j.Metadata == nil {
+				j.Metadata = map[string]string{}
 			}
 			if k.OldToken != nil {
 				j.OldToken = &oldTokenJSON{k.OldToken.CreatedAt.UTC(), optionalTime(k.OldToken.LastUsedAt), optionalTime(oldExpiry(k.OldToken))}
@@ -122,7 +136,7 @@ func (c *cli) printKeys(keys []*tokens.Key) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			k.Name, account, k.ID, age(now, k.Token.CreatedAt), lastUsed(now, k.Token.LastUsedAt),
-			oldToken(now, k.OldToken), k.Alert, status(k))
+			oldToken(now, k.OldToken), k.Alert, status(now, k))
 	}
 	return tw.Flush()
 }
@@ -153,10 +167,20 @@ func lastUsed(now, t time.Time) string {
 	return "used " + age(now, t) + " ago"
 }
 
-func status(k *tokens.Key) string {
+func status(now time.Time, k *tokens.Key) string {
 	s := "active"
 	if !k.Active {
 		s = "inactive"
+	}
+	switch {
+	case k.ExpiresAt.IsZero():
+	case now.Before(k.ExpiresAt):
+		s += ", expires " + formatTime(k.ExpiresAt)
+	default:
+		s += ", expired " + formatTime(k.ExpiresAt)
+	}
+	if !k.LeakedAt.IsZero() {
+		s += ", leaked " + formatTime(k.LeakedAt)
 	}
 	switch k.Link {
 	case tokens.LinkPending:

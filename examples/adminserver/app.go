@@ -49,6 +49,8 @@ func (a *app) routes() http.Handler {
 	mux.HandleFunc("POST /keys/{id}/renew", a.renew)
 	mux.HandleFunc("POST /keys/{id}/complete", a.complete)
 	mux.HandleFunc("GET /keys/{id}/history", a.history)
+	mux.HandleFunc("GET /keys/{id}", a.keyPage)
+	mux.HandleFunc("POST /keys/{id}/edit", a.edit)
 	for action, do := range map[string]struct {
 		run    func(ctx context.Context, id string) error
 		notice string
@@ -587,6 +589,14 @@ func (a *app) history(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// fieldWords names the fields of an EventKeyUpdated as the key page does.
+var fieldWords = map[string]string{
+	tokens.FieldName:      "name",
+	tokens.FieldScopes:    "scopes",
+	tokens.FieldMetadata:  "metadata",
+	tokens.FieldExpiresAt: "expiry",
+}
+
 // describe puts an event in words.
 func describe(e tokens.Event) eventView {
 	v := eventView{At: e.At, Type: e.Type, Actor: e.Actor}
@@ -625,6 +635,22 @@ func describe(e tokens.Event) eventView {
 	case tokens.EventRevokedTokenUsed:
 		v.What = "Deleted token used"
 		v.Details = "an integration sent a token that was deleted; it was refused"
+	case tokens.EventKeyUpdated:
+		v.What = "Key edited"
+		words := make([]string, len(e.Fields))
+		for i, f := range e.Fields {
+			words[i] = fieldWords[f]
+			if words[i] == "" {
+				words[i] = f
+			}
+		}
+		v.Details = "changed: " + strings.Join(words, ", ")
+	case tokens.EventKeyImported:
+		v.What = "Key imported"
+		v.Details = "with a token its integration already had"
+	case tokens.EventTokenLeaked:
+		v.What = "Token reported leaked"
+		v.Details = e.Source
 	default:
 		v.What = string(e.Type)
 	}

@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"sync"
@@ -24,6 +25,7 @@ type Store struct {
 	mu        sync.RWMutex
 	keys      map[string]*tokens.KeyRecord
 	byLink    map[tokens.Digest]string
+	byToken   map[tokens.Digest]string // current and old token digests (tokens.TokenIndex)
 	byAccount map[string]map[string]struct{}
 
 	// seq numbers the writes of InsertKey, UpdateKey and DeleteKey;
@@ -52,6 +54,7 @@ var (
 	_ tokens.ChangeLog     = (*Store)(nil)
 	_ tokens.KeyViewer     = (*Store)(nil)
 	_ tokens.AccountLister = (*Store)(nil)
+	_ tokens.TokenIndex    = (*Store)(nil)
 )
 
 // New returns an empty store.
@@ -59,6 +62,7 @@ func New() *Store {
 	return &Store{
 		keys:      make(map[string]*tokens.KeyRecord),
 		byLink:    make(map[tokens.Digest]string),
+		byToken:   make(map[tokens.Digest]string),
 		byAccount: make(map[string]map[string]struct{}),
 		revoked:   make(map[string][]tokens.RevokedToken),
 	}
@@ -78,6 +82,9 @@ func (s *Store) InsertKey(ctx context.Context, rec *tokens.KeyRecord) error {
 		if _, ok := s.byLink[rec.Link.Digest]; ok {
 			return fmt.Errorf("memstore: insert key: %w", tokens.ErrDuplicate)
 		}
+	}
+	if s.tokenTaken(rec) {
+		return fmt.Errorf("memstore: insert key: %w", tokens.ErrDuplicate)
 	}
 	rec.Version = 1
 	s.put(stored(rec))
@@ -174,6 +181,9 @@ func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
 			return fmt.Errorf("memstore: update key: %w", tokens.ErrDuplicate)
 		}
 	}
+	if s.tokenTaken(rec) {
+		return fmt.Errorf("memstore: update key: %w", tokens.ErrDuplicate)
+	}
 	next := stored(rec)
 	next.Account, next.CreatedAt = prev.Account, prev.CreatedAt
 	next.Version = prev.Version + 1
@@ -208,6 +218,49 @@ func (s *Store) DeleteKey(ctx context.Context, id string, ev *tokens.Event) erro
 	}
 	s.logChange(id, ev)
 	return nil
+}
+
+// tokenTaken reports whether a token of rec is another key's; the caller
+// holds s.mu.
+func (s *Store) tokenTaken(rec *tokens.KeyRecord) bool {
+	if owner, ok := s.byToken[rec.Current.Digest]; ok && owner != rec.ID {
+		return true
+	}
+	owner, ok := s.byToken[rec.Old.Digest]
+	return rec.HasOld && ok && owner != rec.ID
+}
+
+// KeyByToken implements tokens.TokenIndex.
+func (s *Store) KeyByToken(ctx context.Context, digest tokens.Digest) (tokens.KeyRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return tokens.KeyRecord{}, err
+	}
+	s.mu.RLock()
+	id, ok := s.byToken[digest]
+	rec := s.keys[id]
+	s.mu.RUnlock()
+	if !ok || rec == nil {
+		return tokens.KeyRecord{}, tokens.ErrKeyNotFound
+	}
+	return clone(rec), nil
+}
+
+// RevokedTokenOwner implements tokens.TokenIndex. It goes over every
+// remembered token: memstore is for tests and small services.
+func (s *Store) RevokedTokenOwner(ctx context.Context, revoked tokens.Digest) (string, tokens.RevokedToken, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return "", tokens.RevokedToken{}, false, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for id, list := range s.revoked {
+		for _, r := range list {
+			if r.Digest == revoked {
+				return id, r, true, nil
+			}
+		}
+	}
+	return "", tokens.RevokedToken{}, false, nil
 }
 
 // RevokedToken implements tokens.Store.
@@ -270,6 +323,7 @@ func (s *Store) Events(ctx context.Context, q tokens.EventQuery) ([]tokens.Event
 		if (q.KeyID == "" || e.ev.KeyID == q.KeyID) && (q.Account == "" || e.ev.Account == q.Account) {
 			ev := e.ev
 			ev.Cursor = strconv.FormatInt(e.seq, 10)
+			ev.Fields = slices.Clone(ev.Fields)
 			out = append(out, ev)
 		}
 	}
@@ -324,6 +378,7 @@ func (s *Store) logChange(id string, ev *tokens.Event) {
 	if ev != nil {
 		e := *ev
 		e.Cursor, e.At = "", utc(e.At)
+		e.Fields = slices.Clone(e.Fields)
 		s.events = append(s.events, numberedEvent{seq: s.seq, ev: e})
 	}
 }
@@ -388,6 +443,10 @@ func (s *Store) put(rec *tokens.KeyRecord) {
 	if rec.HasLink {
 		s.byLink[rec.Link.Digest] = rec.ID
 	}
+	s.byToken[rec.Current.Digest] = rec.ID
+	if rec.HasOld {
+		s.byToken[rec.Old.Digest] = rec.ID
+	}
 	ids := s.byAccount[rec.Account]
 	if ids == nil {
 		ids = make(map[string]struct{})
@@ -401,6 +460,10 @@ func (s *Store) remove(rec *tokens.KeyRecord) {
 	if rec.HasLink {
 		delete(s.byLink, rec.Link.Digest)
 	}
+	delete(s.byToken, rec.Current.Digest)
+	if rec.HasOld {
+		delete(s.byToken, rec.Old.Digest)
+	}
 	delete(s.byAccount[rec.Account], rec.ID)
 	if len(s.byAccount[rec.Account]) == 0 {
 		delete(s.byAccount, rec.Account)
@@ -411,6 +474,7 @@ func (s *Store) remove(rec *tokens.KeyRecord) {
 func clone(rec *tokens.KeyRecord) tokens.KeyRecord {
 	c := *rec
 	c.Link.Sealed = bytes.Clone(c.Link.Sealed)
+	c.Scopes, c.Metadata = slices.Clone(c.Scopes), maps.Clone(c.Metadata)
 	return c
 }
 
@@ -422,6 +486,14 @@ func stored(rec *tokens.KeyRecord) *tokens.KeyRecord {
 	c.Revoked, c.Event = nil, nil // kept apart, not in the record
 	c.CreatedAt = utc(c.CreatedAt)
 	c.RevokedTokenUsedAt = utc(c.RevokedTokenUsedAt)
+	c.ExpiresAt, c.LeakedAt = utc(c.ExpiresAt), utc(c.LeakedAt)
+	c.Scopes, c.Metadata = nil, nil // empty ones come back nil, as from SQL
+	if len(rec.Scopes) > 0 {
+		c.Scopes = slices.Clone(rec.Scopes)
+	}
+	if len(rec.Metadata) > 0 {
+		c.Metadata = maps.Clone(rec.Metadata)
+	}
 	c.Current = storedToken(c.Current)
 	if c.HasOld {
 		c.Old = storedToken(c.Old)

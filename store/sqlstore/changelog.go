@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keyrenew/tokens"
@@ -59,7 +60,8 @@ func (counterLog) append(ctx context.Context, s *Store, tx *sql.Tx, id string, e
 	}
 	if ev != nil {
 		_, err := s.exec(ctx, tx, insertEvent, seq, s.d.time(ev.At), ev.KeyID, ev.Account,
-			string(ev.Type), ev.Actor, int64(ev.Policy), int64(ev.OldTokenTTL))
+			string(ev.Type), ev.Actor, int64(ev.Policy), int64(ev.OldTokenTTL),
+			strings.Join(ev.Fields, " "), ev.Source, ev.URL)
 		if err != nil {
 			return logged{}, err
 		}
@@ -156,17 +158,22 @@ type eventRow struct {
 	e           tokens.Event
 	typ         string
 	policy, ttl int64
+	changed     string // the changed fields, space-separated
 }
 
 func (r *eventRow) fields(before ...any) []any {
 	return append(before, &r.seq, (*timeColumn)(&r.e.At), &nullString{&r.e.KeyID}, &nullString{&r.e.Account},
-		&nullString{&r.typ}, &nullString{&r.e.Actor}, &nullInt{&r.policy}, &nullInt{&r.ttl})
+		&nullString{&r.typ}, &nullString{&r.e.Actor}, &nullInt{&r.policy}, &nullInt{&r.ttl},
+		&nullString{&r.changed}, &nullString{&r.e.Source}, &nullString{&r.e.URL})
 }
 
 func (r *eventRow) event(cursor string) tokens.Event {
 	e := r.e
 	e.Cursor = cursor
 	e.Type, e.Policy, e.OldTokenTTL = tokens.EventType(r.typ), tokens.OldTokenPolicy(r.policy), time.Duration(r.ttl)
+	if r.changed != "" {
+		e.Fields = strings.Split(r.changed, " ")
+	}
 	return e
 }
 

@@ -66,6 +66,9 @@ const (
 	selectAccountEvents
 	purgeEvents
 	selectAccounts
+	selectKeyByToken
+	selectRevokedOwner
+	tokenTaken
 	numStmts
 )
 
@@ -103,6 +106,9 @@ var statements = [numStmts]struct {
 	selectAccountEvents: {name: "select events of an account"},
 	purgeEvents:         {name: "purge events"},
 	selectAccounts:      {name: "select accounts"},
+	selectKeyByToken:    {name: "select key by token"},
+	selectRevokedOwner:  {name: "select revoked token owner"},
+	tokenTaken:          {name: "token taken", inTx: true},
 }
 
 // migrationStatements keep tokens_schema_migrations. They run unprepared,

@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"database/sql"
@@ -71,12 +72,9 @@ func (postgres) migrationStatements() migrationStatements {
 	}
 }
 
-const postgresKeyColumns = `SELECT id, account, name, active, created_at, version,
-	current_digest, current_created_at, current_last_used_at,
-	old_digest, old_created_at, old_last_used_at, old_expires_at,
-	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at,
-	revoked_used_at
-FROM tokens_keys`
+var postgresKeyColumns = keySelect()
+
+func postgresParam(n int) string { return "$" + strconv.Itoa(n) }
 
 var postgresQueries = [numStmts]string{
 	selectKey:       postgresKeyColumns + ` WHERE id = $1`,
@@ -84,18 +82,10 @@ var postgresQueries = [numStmts]string{
 	selectKeys:      postgresKeyColumns + ` WHERE account = $1 ORDER BY created_at, id`,
 	keyExists:       `SELECT 1 FROM tokens_keys WHERE id = $1`,
 
-	insertKey: `INSERT INTO tokens_keys (id, account, name, active, created_at, version,
-	current_digest, current_created_at, current_last_used_at,
-	old_digest, old_created_at, old_last_used_at, old_expires_at,
-	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at,
-	revoked_used_at)
-VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`,
-	updateKey: `UPDATE tokens_keys SET name = $1, active = $2, version = version + 1,
-	current_digest = $3, current_created_at = $4, current_last_used_at = $5,
-	old_digest = $6, old_created_at = $7, old_last_used_at = $8, old_expires_at = $9,
-	link_digest = $10, link_sealed = $11, link_created_at = $12, link_expires_at = $13,
-	link_redeemed_at = $14, link_revoked_at = $15, revoked_used_at = $16
-WHERE id = $17 AND version = $18`,
+	insertKey: keyInsert(postgresParam),
+	updateKey: keyUpdate(postgresParam, func(id, version int) string {
+		return "id = " + postgresParam(id) + " AND version = " + postgresParam(version)
+	}),
 	deleteKey: `DELETE FROM tokens_keys WHERE id = $1 RETURNING account`,
 
 	// $1 key, $2 token digest, $3 time of use, $4 stale before.
@@ -118,8 +108,8 @@ LIMIT $2`,
 	// One round trip for the change and its event, which takes the
 	// change's number.
 	insertChangeEvent: `WITH c AS (INSERT INTO tokens_changes (key_id) VALUES ($2) RETURNING seq)
-INSERT INTO tokens_events (seq, at, key_id, account, type, actor, policy, old_token_ttl)
-SELECT c.seq, $1::timestamptz, $3::text, $4::text, $5::text, $6::text, $7::smallint, $8::bigint FROM c
+INSERT INTO tokens_events (seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url)
+SELECT c.seq, $1::timestamptz, $3::text, $4::text, $5::text, $6::text, $7::smallint, $8::bigint, $9::text, $10::text, $11::text FROM c
 RETURNING seq`,
 	// $1 how many changes to keep at least. It keeps as well every change
 	// of a transaction that a snapshot taken now does not see as committed
@@ -170,13 +160,23 @@ ON CONFLICT (key_id, digest) DO NOTHING`,
 
 	// The account index serves it: a skip over distinct values.
 	selectAccounts: `SELECT DISTINCT account FROM tokens_keys ORDER BY account`,
+
+	// Each branch is a look-up of a unique index; a digest is in one of
+	// them at most.
+	selectKeyByToken: `(` + postgresKeyColumns + ` WHERE current_digest = $1)
+UNION ALL (` + postgresKeyColumns + ` WHERE old_digest = $1) LIMIT 1`,
+	selectRevokedOwner: `SELECT key_id, revoked_at FROM tokens_revoked WHERE digest = $1 LIMIT 1`,
+	// $1 the key, $2 its current digest, $3 its old digest or NULL: is a
+	// digest of the key the other slot's of another key? (Same slots
+	// collide in the unique indexes.)
+	tokenTaken: `SELECT 1 FROM tokens_keys WHERE id <> $1 AND (old_digest = $2 OR current_digest = $3) LIMIT 1`,
 }
 
 // postgresBatch is the select of a batch of events (snapshotLog.events),
 // with filter added to its conditions.
 func postgresBatch(filter string) string {
 	return `WITH s AS (SELECT $1::pg_snapshot AS s0, coalesce($2::text::pg_snapshot, pg_current_snapshot()) AS s1)
-SELECT s.s1::text, e.seq, e.at, e.key_id, e.account, e.type, e.actor, e.policy, e.old_token_ttl
+SELECT s.s1::text, e.seq, e.at, e.key_id, e.account, e.type, e.actor, e.policy, e.old_token_ttl, e.fields, e.source, e.url
 FROM s LEFT JOIN LATERAL (
 	SELECT * FROM tokens_events e
 	WHERE e.xid >= pg_snapshot_xmin(s.s0) AND e.xid < pg_snapshot_xmax(s.s1)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -125,12 +126,9 @@ func sqliteConn(ctx context.Context, db *sqlx.DB) (*sql.Conn, error) {
 	}
 }
 
-const sqliteKeyColumns = `SELECT id, account, name, active, created_at, version,
-	current_digest, current_created_at, current_last_used_at,
-	old_digest, old_created_at, old_last_used_at, old_expires_at,
-	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at,
-	revoked_used_at
-FROM tokens_keys`
+var sqliteKeyColumns = keySelect()
+
+func sqliteParam(n int) string { return "?" + strconv.Itoa(n) }
 
 var sqliteQueries = [numStmts]string{
 	selectKey:       sqliteKeyColumns + ` WHERE id = CAST(? AS TEXT)`,
@@ -138,18 +136,10 @@ var sqliteQueries = [numStmts]string{
 	selectKeys:      sqliteKeyColumns + ` WHERE account = CAST(? AS TEXT) ORDER BY created_at, id`,
 	keyExists:       `SELECT 1 FROM tokens_keys WHERE id = CAST(? AS TEXT)`,
 
-	insertKey: `INSERT INTO tokens_keys (id, account, name, active, created_at, version,
-	current_digest, current_created_at, current_last_used_at,
-	old_digest, old_created_at, old_last_used_at, old_expires_at,
-	link_digest, link_sealed, link_created_at, link_expires_at, link_redeemed_at, link_revoked_at,
-	revoked_used_at)
-VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-	updateKey: `UPDATE tokens_keys SET name = ?1, active = ?2, version = version + 1,
-	current_digest = ?3, current_created_at = ?4, current_last_used_at = ?5,
-	old_digest = ?6, old_created_at = ?7, old_last_used_at = ?8, old_expires_at = ?9,
-	link_digest = ?10, link_sealed = ?11, link_created_at = ?12, link_expires_at = ?13,
-	link_redeemed_at = ?14, link_revoked_at = ?15, revoked_used_at = ?16
-WHERE id = CAST(?17 AS TEXT) AND version = CAST(?18 AS INTEGER)`,
+	insertKey: keyInsert(sqliteParam),
+	updateKey: keyUpdate(sqliteParam, func(id, version int) string {
+		return "id = CAST(" + sqliteParam(id) + " AS TEXT) AND version = CAST(" + sqliteParam(version) + " AS INTEGER)"
+	}),
 	deleteKey: `DELETE FROM tokens_keys WHERE id = CAST(? AS TEXT) RETURNING account`,
 
 	// ?1 key, ?2 token digest, ?3 time of use, ?4 stale before.
@@ -181,17 +171,23 @@ ON CONFLICT (key_id, digest) DO NOTHING`,
 	selectRevoked: `SELECT revoked_at FROM tokens_revoked WHERE key_id = CAST(? AS TEXT) AND digest = CAST(? AS BLOB)`,
 	purgeRevoked:  `DELETE FROM tokens_revoked WHERE revoked_at <= CAST(? AS INTEGER)`,
 
-	insertEvent: `INSERT INTO tokens_events (seq, at, key_id, account, type, actor, policy, old_token_ttl)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-	selectEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+	insertEvent: `INSERT INTO tokens_events (seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	selectEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url FROM tokens_events
 WHERE seq > CAST(?1 AS INTEGER) ORDER BY seq LIMIT ?2`,
 	// ?3: an account to keep, or '' for any.
-	selectKeyEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+	selectKeyEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url FROM tokens_events
 WHERE key_id = CAST(?4 AS TEXT) AND seq > CAST(?1 AS INTEGER) AND (CAST(?3 AS TEXT) = '' OR account = CAST(?3 AS TEXT))
 ORDER BY seq LIMIT ?2`,
-	selectAccountEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl FROM tokens_events
+	selectAccountEvents: `SELECT seq, at, key_id, account, type, actor, policy, old_token_ttl, fields, source, url FROM tokens_events
 WHERE account = CAST(?3 AS TEXT) AND seq > CAST(?1 AS INTEGER) ORDER BY seq LIMIT ?2`,
 	purgeEvents: `DELETE FROM tokens_events WHERE at < CAST(? AS INTEGER)`,
 
 	selectAccounts: `SELECT DISTINCT account FROM tokens_keys ORDER BY account`,
+
+	selectKeyByToken: sqliteKeyColumns + ` WHERE current_digest = CAST(?1 AS BLOB)
+UNION ALL ` + sqliteKeyColumns + ` WHERE old_digest = CAST(?1 AS BLOB) LIMIT 1`,
+	selectRevokedOwner: `SELECT key_id, revoked_at FROM tokens_revoked WHERE digest = CAST(? AS BLOB) LIMIT 1`,
+	tokenTaken: `SELECT 1 FROM tokens_keys
+WHERE id <> CAST(?1 AS TEXT) AND (old_digest = CAST(?2 AS BLOB) OR current_digest = CAST(?3 AS BLOB)) LIMIT 1`,
 }

@@ -9,44 +9,6 @@ import (
 	"github.com/keyrenew/tokens"
 )
 
-// keyArgs are the arguments that write a key's row: those of insertKey, or
-// with forUpdate those of updateKey, whose WHERE clause takes the ID and
-// the expected version last.
-func keyArgs(d dialect, rec *tokens.KeyRecord, forUpdate bool) []any {
-	args := make([]any, 0, 19)
-	if !forUpdate {
-		args = append(args, rec.ID, rec.Account)
-	}
-	args = append(args, rec.Name, rec.Active)
-	if !forUpdate {
-		args = append(args, d.time(rec.CreatedAt))
-	}
-	args = append(args,
-		rec.Current.Digest[:], d.time(rec.Current.CreatedAt), nullTime(d, rec.Current.LastUsedAt))
-	if rec.HasOld {
-		args = append(args, rec.Old.Digest[:], d.time(rec.Old.CreatedAt),
-			nullTime(d, rec.Old.LastUsedAt), nullTime(d, rec.Old.ExpiresAt))
-	} else {
-		args = append(args, nil, nil, nil, nil)
-	}
-	if rec.HasLink {
-		var sealed any // NULL
-		if rec.Link.Sealed != nil {
-			sealed = rec.Link.Sealed
-		}
-		args = append(args, rec.Link.Digest[:], sealed,
-			d.time(rec.Link.CreatedAt), d.time(rec.Link.ExpiresAt),
-			nullTime(d, rec.Link.RedeemedAt), nullTime(d, rec.Link.RevokedAt))
-	} else {
-		args = append(args, nil, nil, nil, nil, nil, nil)
-	}
-	args = append(args, nullTime(d, rec.RevokedTokenUsedAt))
-	if forUpdate {
-		args = append(args, rec.ID, rec.Version)
-	}
-	return args
-}
-
 // scanKey scans a row of the selectKey family. Every Verify that misses
 // the cache runs it, so it scans through a pooled keyScanner rather than
 // allocate the record, its digests and the list of destinations on each
@@ -80,14 +42,9 @@ type keyScanner struct {
 
 var keyScanners = sync.Pool{New: func() any {
 	k := &keyScanner{}
-	rec := &k.rec
-	k.dest = []any{
-		&rec.ID, &rec.Account, &rec.Name, &rec.Active, (*timeColumn)(&rec.CreatedAt), &rec.Version,
-		&k.current, (*timeColumn)(&rec.Current.CreatedAt), (*timeColumn)(&rec.Current.LastUsedAt),
-		&k.old, (*timeColumn)(&rec.Old.CreatedAt), (*timeColumn)(&rec.Old.LastUsedAt), (*timeColumn)(&rec.Old.ExpiresAt),
-		&k.link, &rec.Link.Sealed, (*timeColumn)(&rec.Link.CreatedAt), (*timeColumn)(&rec.Link.ExpiresAt),
-		(*timeColumn)(&rec.Link.RedeemedAt), (*timeColumn)(&rec.Link.RevokedAt),
-		(*timeColumn)(&rec.RevokedTokenUsedAt),
+	k.dest = make([]any, len(keyColumns))
+	for i, c := range keyColumns {
+		k.dest[i] = c.dest(k)
 	}
 	return k
 }}

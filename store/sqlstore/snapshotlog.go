@@ -43,7 +43,8 @@ func (snapshotLog) append(ctx context.Context, s *Store, tx *sql.Tx, id string, 
 	stmtID, args := insertChange, []any{id}
 	if ev != nil {
 		stmtID, args = insertChangeEvent, []any{s.d.time(ev.At), id, ev.KeyID, ev.Account,
-			string(ev.Type), ev.Actor, int64(ev.Policy), int64(ev.OldTokenTTL)}
+			string(ev.Type), ev.Actor, int64(ev.Policy), int64(ev.OldTokenTTL),
+			strings.Join(ev.Fields, " "), ev.Source, ev.URL}
 	}
 	stmt, err := s.txStmt(ctx, tx, stmtID)
 	if err != nil {

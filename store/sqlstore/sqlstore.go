@@ -36,6 +36,7 @@ var (
 	_ tokens.Store         = (*Store)(nil)
 	_ tokens.ChangeLog     = (*Store)(nil)
 	_ tokens.AccountLister = (*Store)(nil)
+	_ tokens.TokenIndex    = (*Store)(nil)
 )
 
 // New returns a store in db, choosing the SQL dialect from db.DriverName():
@@ -65,6 +66,9 @@ func (s *Store) InsertKey(ctx context.Context, rec *tokens.KeyRecord) error {
 	var logged logged
 	err := s.inTx(ctx, func(tx *sql.Tx) (err error) {
 		if _, err := s.exec(ctx, tx, insertKey, keyArgs(s.d, rec, false)...); err != nil {
+			return err
+		}
+		if err := s.checkTokens(ctx, tx, rec); err != nil {
 			return err
 		}
 		logged, err = s.log.append(ctx, s, tx, rec.ID, rec.Event)
@@ -144,6 +148,9 @@ func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
 		if n == 0 {
 			return s.conflictOrMissing(ctx, tx, rec.ID)
 		}
+		if err := s.checkTokens(ctx, tx, rec); err != nil {
+			return err
+		}
 		for _, r := range rec.Revoked {
 			if _, err := s.exec(ctx, tx, insertRevoked, rec.ID, r.Digest[:], s.d.time(r.RevokedAt)); err != nil {
 				return err
@@ -158,6 +165,64 @@ func (s *Store) UpdateKey(ctx context.Context, rec *tokens.KeyRecord) error {
 	s.log.committed(ctx, s, logged)
 	rec.Version++
 	return nil
+}
+
+// checkTokens refuses, with ErrDuplicate, a record whose current digest is
+// another key's old one or whose old digest is another key's current one
+// (tokens.TokenIndex); the unique indexes refuse a digest in the same
+// slot of two keys. It runs after the write, which takes the locks first:
+// a deferred SQLite transaction that read first could not upgrade.
+func (s *Store) checkTokens(ctx context.Context, tx *sql.Tx, rec *tokens.KeyRecord) error {
+	stmt, err := s.txStmt(ctx, tx, tokenTaken)
+	if err != nil {
+		return err
+	}
+	var old any // NULL: matches nothing
+	if rec.HasOld {
+		old = rec.Old.Digest[:]
+	}
+	var one int
+	switch err := stmt.QueryRowContext(ctx, rec.ID, rec.Current.Digest[:], old).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return err
+	}
+	return tokens.ErrDuplicate
+}
+
+// KeyByToken implements tokens.TokenIndex with one prepared SELECT of two
+// unique index look-ups.
+func (s *Store) KeyByToken(ctx context.Context, digest tokens.Digest) (tokens.KeyRecord, error) {
+	stmt, err := s.stmt(ctx, selectKeyByToken)
+	if err != nil {
+		return tokens.KeyRecord{}, s.fail("key by token", err)
+	}
+	rec, err := scanKey(stmt.QueryRowContext(ctx, digest[:]))
+	if err != nil {
+		return tokens.KeyRecord{}, s.fail("key by token", err)
+	}
+	return rec, nil
+}
+
+// RevokedTokenOwner implements tokens.TokenIndex with one prepared SELECT.
+func (s *Store) RevokedTokenOwner(ctx context.Context, revoked tokens.Digest) (string, tokens.RevokedToken, bool, error) {
+	stmt, err := s.stmt(ctx, selectRevokedOwner)
+	if err != nil {
+		return "", tokens.RevokedToken{}, false, s.fail("revoked token owner", err)
+	}
+	var (
+		id string
+		at timeColumn
+	)
+	err = stmt.QueryRowContext(ctx, revoked[:]).Scan(&id, &at)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return "", tokens.RevokedToken{}, false, nil
+	case err != nil:
+		return "", tokens.RevokedToken{}, false, s.fail("revoked token owner", err)
+	}
+	return id, tokens.RevokedToken{Digest: revoked, RevokedAt: time.Time(at)}, true, nil
 }
 
 // conflictOrMissing tells why a compare-and-swap of key id changed nothing.

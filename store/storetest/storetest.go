@@ -42,6 +42,9 @@ func Run(t *testing.T, newStore func(t *testing.T) tokens.Store) {
 		{"ChangeLog", changeLogTests},
 		{"Lifecycle", lifecycleTests},
 		{"Accounts", accountsTests},
+		{"KeyFields", keyFieldsTests},
+		{"TokenIndex", tokenIndexTests},
+		{"KeyViewerFields", keyViewerTests},
 		{"KeyViewer", viewerTests},
 	}
 	for _, g := range groups {
@@ -197,5 +200,7 @@ func recordTimes(rec *tokens.KeyRecord) map[string]*time.Time {
 		"Link.RevokedAt":     &rec.Link.RevokedAt,
 		"Old.ExpiresAt":      &rec.Old.ExpiresAt,
 		"RevokedTokenUsedAt": &rec.RevokedTokenUsedAt,
+		"ExpiresAt":          &rec.ExpiresAt,
+		"LeakedAt":           &rec.LeakedAt,
 	}
 }
