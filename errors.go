@@ -61,6 +61,9 @@ var (
 	ErrInvalidKeySpec = errors.New("tokens: invalid key spec")
 	// ErrInvalidOption means an Option or RenewOptions value was refused.
 	ErrInvalidOption = errors.New("tokens: invalid option")
+	// ErrInvalidLeak means ReportLeak was given a Leak whose source or URL
+	// is not text within its bounds (S10); nothing was recorded.
+	ErrInvalidLeak = errors.New("tokens: invalid leak report")
 
 	// ErrNilContext means a method was called with a nil context; nothing
 	// was read or written (R18).
@@ -75,7 +78,7 @@ var (
 var ruleErrors = []error{
 	ErrKeyNotFound, ErrRenewalPending, ErrOldTokenPending, ErrNoOldToken, ErrUndoUnavailable,
 	ErrInvalidLink, ErrLinkNotFound, ErrLinkUsed, ErrLinkExpired, ErrNoPendingLink, ErrLinkSealed,
-	ErrInvalidKeySpec, ErrInvalidOption, ErrInvalidCursor, ErrNilContext, ErrKeyExists,
+	ErrInvalidKeySpec, ErrInvalidOption, ErrInvalidLeak, ErrInvalidCursor, ErrNilContext, ErrKeyExists,
 }
 
 func isRuleError(err error) bool {

@@ -33,6 +33,7 @@ var exportedErrors = map[string]struct {
 	"ErrLinkSealed":      {ErrLinkSealed, "rule"},
 	"ErrInvalidKeySpec":  {ErrInvalidKeySpec, "rule"},
 	"ErrInvalidOption":   {ErrInvalidOption, "rule"},
+	"ErrInvalidLeak":     {ErrInvalidLeak, "rule"},
 	"ErrInvalidCursor":   {ErrInvalidCursor, "rule"},
 	"ErrNilContext":      {ErrNilContext, "rule"},
 	"ErrKeyExists":       {ErrKeyExists, "rule"},

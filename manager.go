@@ -512,17 +512,26 @@ func checkText(field, s string) error {
 
 // checkTextLen is checkText for text of at most max bytes.
 func checkTextLen(field, s string, max int) error {
-	switch {
-	case len(s) > max:
-		return fmt.Errorf("%w: %s is longer than %d bytes", ErrInvalidKeySpec, field, max)
-	case !utf8.ValidString(s):
-		return fmt.Errorf("%w: %s is not valid UTF-8", ErrInvalidKeySpec, field)
-	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		return fmt.Errorf("%w: %s contains a control character", ErrInvalidKeySpec, field)
-	case strings.IndexFunc(s, isBidiControl) >= 0:
-		return fmt.Errorf("%w: %s contains a bidirectional control character", ErrInvalidKeySpec, field)
+	if problem := textProblem(field, s, max); problem != "" {
+		return fmt.Errorf("%w: %s", ErrInvalidKeySpec, problem)
 	}
 	return nil
+}
+
+// textProblem says what is wrong with s, text of at most max bytes under
+// S9's rules, as its field; "" if nothing is.
+func textProblem(field, s string, max int) string {
+	switch {
+	case len(s) > max:
+		return fmt.Sprintf("%s is longer than %d bytes", field, max)
+	case !utf8.ValidString(s):
+		return field + " is not valid UTF-8"
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		return field + " contains a control character"
+	case strings.IndexFunc(s, isBidiControl) >= 0:
+		return field + " contains a bidirectional control character"
+	}
+	return ""
 }
 
 // isBidiControl reports the embedding, override and isolate controls

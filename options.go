@@ -25,6 +25,7 @@ type config struct {
 	// 0: not at all.
 	revokedRetention time.Duration
 	observe          func(context.Context, Observation) // nil: no one listens
+	leakPolicy       LeakPolicy
 }
 
 // sealingSecret is the secret new links are sealed under; nil if none.

@@ -97,6 +97,7 @@ func nilContextCalls(m *tokens.Manager, keyID, linkURL, token string) map[string
 	errs["VerifyToken"] = first(m.VerifyToken(ctx, token))
 	errs["UpdateKey"] = m.UpdateKey(ctx, keyID, tokens.KeyUpdate{Name: new("nil")})
 	errs["ImportKey"] = first(m.ImportKey(ctx, tokens.ImportSpec{KeySpec: tokens.KeySpec{Name: "nil"}, Token: token + "x"}))
+	errs["ReportLeak"] = first(m.ReportLeak(ctx, token, tokens.Leak{Source: "nil"}))
 	return errs
 }
 
