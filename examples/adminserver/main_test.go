@@ -231,19 +231,21 @@ func TestPurgeExpired(t *testing.T) {
 
 	first := expiredLink()
 	jobCtx, stop := context.WithCancel(ctx)
-	ticks := make(chan time.Time) // unbuffered: a send returns once the job waits for it
+	ticks := make(chan time.Time)
+	purged := make(chan struct{}) // unbuffered: a receive means a purge is over
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		purgeExpired(jobCtx, m, ticks, func(context.Context) {})
+		purgeExpired(jobCtx, m, ticks, func(context.Context) { purged <- struct{}{} })
 	}()
-	ticks <- time.Time{} // the purge at start is over
+	<-purged // the purge at start
 	if sealed(first) {
 		t.Error("the job did not purge at start")
 	}
+	// The job now waits for a tick: nothing purges the next link before it.
 	second := expiredLink()
 	ticks <- time.Time{}
-	ticks <- time.Time{} // the purge of the first tick is over
+	<-purged
 	if sealed(second) {
 		t.Error("the job did not purge at a tick")
 	}
