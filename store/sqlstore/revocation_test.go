@@ -104,7 +104,14 @@ type revocationKind struct {
 	// prepare makes a key with a token that verifies until revoke is
 	// called on the key, and returns both.
 	prepare func(ctx context.Context, m *tokens.Manager) (*tokens.Credentials, error)
-	revoke  func(ctx context.Context, m *tokens.Manager, keyID string) error
+	revoke  func(ctx context.Context, r revoker, creds tokens.Credentials) error
+}
+
+// revoker is what the parent revokes with: its Manager, and a secret
+// scanning handler over a Manager with tokens.RevokeLeaked.
+type revoker struct {
+	m     *tokens.Manager
+	leaks *scanService
 }
 
 var revocationKinds = []revocationKind{
@@ -120,15 +127,15 @@ var revocationKinds = []revocationKind{
 			}
 			return old, nil
 		},
-		revoke: func(ctx context.Context, m *tokens.Manager, keyID string) error {
-			return m.DeleteOld(ctx, keyID)
+		revoke: func(ctx context.Context, r revoker, creds tokens.Credentials) error {
+			return r.m.DeleteOld(ctx, creds.KeyID)
 		},
 	},
 	{
 		name:    "RenewDeleteNow",
 		prepare: issueForRevocation,
-		revoke: func(ctx context.Context, m *tokens.Manager, keyID string) error {
-			_, err := m.Renew(ctx, keyID, tokens.RenewOptions{OldToken: tokens.DeleteNow})
+		revoke: func(ctx context.Context, r revoker, creds tokens.Credentials) error {
+			_, err := r.m.Renew(ctx, creds.KeyID, tokens.RenewOptions{OldToken: tokens.DeleteNow})
 			return err
 		},
 	},
@@ -141,22 +148,35 @@ var revocationKinds = []revocationKind{
 			}
 			return renewAndRedeem(ctx, m, old.KeyID)
 		},
-		revoke: func(ctx context.Context, m *tokens.Manager, keyID string) error {
-			return m.Undo(ctx, keyID)
+		revoke: func(ctx context.Context, r revoker, creds tokens.Credentials) error {
+			return r.m.Undo(ctx, creds.KeyID)
 		},
 	},
 	{
 		name:    "Deactivate",
 		prepare: issueForRevocation,
-		revoke: func(ctx context.Context, m *tokens.Manager, keyID string) error {
-			return m.Deactivate(ctx, keyID)
+		revoke: func(ctx context.Context, r revoker, creds tokens.Credentials) error {
+			return r.m.Deactivate(ctx, creds.KeyID)
 		},
 	},
 	{
 		name:    "DeleteKey",
 		prepare: issueForRevocation,
-		revoke: func(ctx context.Context, m *tokens.Manager, keyID string) error {
-			return m.DeleteKey(ctx, keyID)
+		revoke: func(ctx context.Context, r revoker, creds tokens.Credentials) error {
+			return r.m.DeleteKey(ctx, creds.KeyID)
+		},
+	},
+	{
+		// S10, S11: GitHub reports the token; the handler's Manager
+		// revokes it as Renew with DeleteNow would.
+		name:    "LeakReported",
+		prepare: issueForRevocation,
+		revoke: func(ctx context.Context, r revoker, creds tokens.Credentials) error {
+			labels, err := r.leaks.report(ctx, creds.Token)
+			if err == nil && labels[0] != "true_positive" {
+				err = fmt.Errorf("the leaked token was labelled %s", labels[0])
+			}
+			return err
 		},
 	},
 }
@@ -216,6 +236,10 @@ func runRevocationLatency(t *testing.T, b backend, terminate bool) {
 	st := migrated(t, open(t, b.Driver, dsn))
 	m, err := tokens.NewManager(st, tokens.WithShareBaseURL(shareBase))
 	require.NoError(t, err)
+
+	leakM, err := tokens.NewManager(st, tokens.WithShareBaseURL(shareBase), tokens.WithLeakPolicy(tokens.RevokeLeaked))
+	require.NoError(t, err)
+	rev := revoker{m: m, leaks: newScanService(t, leakM)}
 
 	kinds := make([]revocationKind, revocationCount)
 	cfg := childConfig{Driver: b.Driver, DSN: dsn, MaxStaleness: revocationStaleness}
@@ -281,7 +305,7 @@ func runRevocationLatency(t *testing.T, b backend, terminate bool) {
 			terminated += terminateBackends(t, admin, appName)
 		}
 		called[i] = time.Now().UnixNano()
-		err := kinds[i].revoke(ctx, m, cfg.Tokens[i].KeyID)
+		err := kinds[i].revoke(ctx, rev, cfg.Tokens[i])
 		returned[i] = time.Now().UnixNano()
 		require.NoError(t, err, "revocation %d (%s)", i, kinds[i].name)
 		time.Sleep(revocationPause)
