@@ -451,3 +451,38 @@ func TestSecretScanningServesAnotherScanner(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "gitlab/content", events[len(events)-1].Source)
 }
+
+// FuzzSecretScanningHandler: whatever the body and headers, an unsigned
+// report gets 401, a signed one 200, 400 or 413, and a 200 labels every
+// reported token; nothing is reported to the application.
+//
+//	go test -fuzz FuzzSecretScanningHandler ./tokenhttp
+func FuzzSecretScanningHandler(f *testing.F) {
+	e := newScanEnv(f, memstore.New())
+	creds := e.issue()
+	f.Add(body(f, entries(creds.Token, "tok_unknown")), "key-1", "", true)
+	f.Add([]byte(`[]`), "key-1", "MEUCIQ==", false)
+	f.Add([]byte(`[{"token":"`+creds.Token+`","type":"t","url":"u","source":"s"}]`), "", "", true)
+	f.Add([]byte("\x00\xff["), "key-1\r\n", "%%", false)
+	f.Fuzz(func(t *testing.T, raw []byte, keyID, sig string, signIt bool) {
+		if signIt {
+			keyID, sig = e.key.id, e.key.sign(t, raw)
+		}
+		w := e.post(raw, keyID, sig)
+		switch {
+		case !signIt:
+			require.Equal(t, http.StatusUnauthorized, w.Code)
+		case w.Code == http.StatusOK:
+			var sent []json.RawMessage
+			require.NoError(t, json.Unmarshal(raw, &sent))
+			var got []feedback
+			require.NoError(t, json.Unmarshal(w.Body.Bytes(), &got))
+			require.Len(t, got, len(sent))
+		default:
+			require.Contains(t, []int{http.StatusBadRequest, http.StatusRequestEntityTooLarge}, w.Code)
+		}
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		require.Empty(t, e.reports)
+	})
+}
