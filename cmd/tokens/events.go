@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -138,6 +139,13 @@ type eventJSON struct {
 	// null for the other types.
 	Policy      *string `json:"policy"`
 	OldTokenTTL *string `json:"old_token_ttl"`
+	// For key_updated: the fields changed ("expires_at", "metadata",
+	// "name", "scopes"); null for the other types.
+	Fields []string `json:"fields"`
+	// For token_leaked: who reported it and where the token was seen
+	// (S10); null for the other types.
+	Source *string `json:"source"`
+	URL    *string `json:"url"`
 }
 
 func toEventJSON(e tokens.Event) eventJSON {
@@ -152,6 +160,12 @@ func toEventJSON(e tokens.Event) eventJSON {
 			ttl := e.OldTokenTTL.String()
 			j.OldTokenTTL = &ttl
 		}
+	}
+	switch e.Type {
+	case tokens.EventKeyUpdated:
+		j.Fields = append([]string{}, e.Fields...)
+	case tokens.EventTokenLeaked:
+		j.Source, j.URL = &e.Source, &e.URL
 	}
 	return j
 }
@@ -274,6 +288,15 @@ func describeEvent(e tokens.Event) string {
 		return "key deleted"
 	case tokens.EventRevokedTokenUsed:
 		return "revoked token used"
+	case tokens.EventKeyUpdated:
+		return "key updated (" + strings.Join(e.Fields, ", ") + ")"
+	case tokens.EventKeyImported:
+		return "key imported"
+	case tokens.EventTokenLeaked:
+		if e.URL == "" {
+			return "token reported leaked by " + e.Source
+		}
+		return "token reported leaked by " + e.Source + " at " + e.URL
 	}
 	return string(e.Type) // a type newer than this command
 }

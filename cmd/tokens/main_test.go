@@ -15,6 +15,7 @@ import (
 
 	"github.com/rogpeppe/go-internal/testscript"
 
+	"github.com/keyrenew/tokens"
 	"github.com/keyrenew/tokens/internal/testenv"
 )
 
@@ -154,6 +155,7 @@ func params(backend string, db func(*testscript.Env) (dsn, unmigrated string, er
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"getjson": cmdGetJSON,
 			"redeem":  cmdRedeem,
+			"leak":    cmdLeak,
 		},
 	}
 }
@@ -222,4 +224,27 @@ func cmdRedeem(ts *testscript.TestScript, neg bool, args []string) {
 	default:
 		ts.Check(os.WriteFile(ts.MkAbs(args[1]), []byte(creds.Token+"\n"), 0o600))
 	}
+}
+
+// leak FILE SOURCE URL reports the token in FILE as leaked, as the secret
+// scanning handler would, with the script's database and clock, and
+// prints what ReportLeak found.
+func cmdLeak(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 3 {
+		ts.Fatalf("usage: leak FILE SOURCE URL")
+	}
+	c := &cli{getenv: ts.Getenv, dsn: ts.Getenv("TOKENS_DB"), shareBase: ts.Getenv("TOKENS_SHARE_BASE"), actor: "github"}
+	clk, err := envClock(ts.Getenv)
+	ts.Check(err)
+	if clk != nil {
+		c.clock = clk
+	}
+	cmd := &command{name: "leak"}
+	ts.Check(c.configure(cmd, "", ""))
+	m, err := c.open(cmd)
+	ts.Check(err)
+	defer m.close()
+	res, err := m.ReportLeak(context.Background(), strings.TrimSpace(ts.ReadFile(args[0])), tokens.Leak{Source: args[1], URL: args[2]})
+	ts.Check(err)
+	fmt.Fprintf(ts.Stdout(), "found %v, revoked %v\n", res.Found, res.Revoked)
 }
