@@ -8,6 +8,14 @@
 // token keeps verifying until DeleteOld, or is deleted at once with
 // DeleteNow; Undo backs a renewal out while the old token exists.
 //
+// Keys carry what products need: scopes (Key.HasScope), metadata and an
+// expiry, changed with UpdateKey. Integrations that send one secret are
+// verified by VerifyToken, which finds the key by its token alone; keys of
+// an existing system move over with ImportKey, without re-keying. A token
+// that a secret scanner found in public is handed to ReportLeak, which
+// records the leak and, with WithLeakPolicy(RevokeLeaked), stops the token
+// at once; tokenhttp.NewSecretScanningHandler receives GitHub's reports.
+//
 // Tokens are never stored: a store keeps their SHA-256 digests, and a share
 // link keeps its token sealed with AES-GCM under a key derived from the
 // link ID, which is itself stored only as a digest. A full dump of the

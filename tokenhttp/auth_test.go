@@ -350,6 +350,15 @@ func TestAuthenticateRefusesMisconfiguration(t *testing.T) {
 func TestOptionsApplyWhereTheySay(t *testing.T) {
 	authOption := reflect.TypeFor[tokenhttp.AuthOption]()
 	linkOption := reflect.TypeFor[tokenhttp.LinkOption]()
+	scanOption := reflect.TypeFor[tokenhttp.ScanOption]()
+	for name, opt := range map[string]tokenhttp.ScanOption{
+		"WithPublicKeysURL": tokenhttp.WithPublicKeysURL("https://example.com/keys"),
+		"WithHTTPClient":    tokenhttp.WithHTTPClient(http.DefaultClient),
+		"WithScanLimits":    tokenhttp.WithScanLimits(10, 1),
+	} {
+		assert.False(t, reflect.TypeOf(opt).Implements(authOption), "%s is an AuthOption", name)
+		assert.False(t, reflect.TypeOf(opt).Implements(linkOption), "%s is a LinkOption", name)
+	}
 	for name, opt := range map[string]tokenhttp.AuthOption{
 		"WithKeyIDHeader":  tokenhttp.WithKeyIDHeader("X-Key"),
 		"WithTokenHeader":  tokenhttp.WithTokenHeader("X-Secret"),
@@ -361,6 +370,7 @@ func TestOptionsApplyWhereTheySay(t *testing.T) {
 	shared := reflect.TypeOf(tokenhttp.WithErrorReporter(func(*http.Request, error) {}))
 	assert.True(t, shared.Implements(authOption))
 	assert.True(t, shared.Implements(linkOption))
+	assert.True(t, shared.Implements(scanOption))
 }
 
 func TestZeroOptionIsRefused(t *testing.T) {
@@ -368,6 +378,8 @@ func TestZeroOptionIsRefused(t *testing.T) {
 	_, err := tokenhttp.Authenticate(e.m, tokenhttp.Option{})
 	assert.Error(t, err)
 	_, err = tokenhttp.NewLinkHandler(e.m, tokenhttp.Option{})
+	assert.Error(t, err)
+	_, err = tokenhttp.NewSecretScanningHandler(e.m, tokenhttp.Option{})
 	assert.Error(t, err)
 }
 

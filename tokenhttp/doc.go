@@ -17,8 +17,16 @@
 //	...
 //	mux.Handle("POST /api/invoices", auth(canWrite(createInvoice)))
 //
+// NewSecretScanningHandler is the endpoint GitHub's secret scanning posts
+// leaked tokens to: it checks GitHub's signature, calls ReportLeak for each
+// token and answers with GitHub's labels:
+//
+//	leaks, err := tokenhttp.NewSecretScanningHandler(m)
+//	...
+//	mux.Handle("POST /github/secret-scanning", leaks)
+//
 // Each handler takes options of its own type (AuthOption, LinkOption,
-// ScopeOption), so an option given where it does not apply is a compile
+// ScopeOption, ScanOption), so an option given where it does not apply is a compile
 // error; WithErrorReporter is an Option, which fits all of them.
 //
 // A LinkHandler serves the

@@ -20,7 +20,7 @@ type LinkOption interface {
 }
 
 // An Option applies to every handler of the package: it is an AuthOption,
-// a LinkOption and a ScopeOption alike. WithErrorReporter returns one.
+// a LinkOption, a ScopeOption and a ScanOption alike. WithErrorReporter returns one.
 type Option struct {
 	apply func(*shared) error
 }
@@ -67,9 +67,10 @@ func applyLink(opts []LinkOption) (*linkSettings, error) {
 	return s, nil
 }
 
-// WithErrorReporter makes Authenticate and the link pages call f with each error that is not the
-// client's doing and makes them answer 500, such as a failing store, for
-// the application to log or count. The error never holds a secret. The
+// WithErrorReporter makes Authenticate, RequireScopes, the link pages and
+// the secret scanning handler call f with each error that is not the
+// client's doing and makes them answer 500 (503 for the scanner's keys),
+// such as a failing store, for the application to log or count. The error never holds a secret. The
 // default ignores such errors: the package never logs.
 func WithErrorReporter(f func(r *http.Request, err error)) Option {
 	return Option{apply: func(s *shared) error {
