@@ -3,21 +3,15 @@ package tokenhttp_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,83 +19,17 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keyrenew/tokens"
+	"github.com/keyrenew/tokens/internal/scantest"
 	"github.com/keyrenew/tokens/store/memstore"
 	"github.com/keyrenew/tokens/tokenhttp"
 )
-
-// scanKey is a signing key of the tests' own, standing in for GitHub's.
-type scanKey struct {
-	id      string
-	priv    *ecdsa.PrivateKey
-	current bool
-}
-
-func newScanKey(t testing.TB, id string) *scanKey {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	return &scanKey{id: id, priv: priv, current: true}
-}
-
-func (k *scanKey) sign(t testing.TB, body []byte) string {
-	t.Helper()
-	digest := sha256.Sum256(body)
-	sig, err := ecdsa.SignASN1(rand.Reader, k.priv, digest[:])
-	require.NoError(t, err)
-	return base64.StdEncoding.EncodeToString(sig)
-}
-
-// keysServer serves a public keys document of the keys it is given, and
-// counts its fetches.
-type keysServer struct {
-	*httptest.Server
-	mu      sync.Mutex
-	keys    []*scanKey
-	fetches atomic.Int32
-}
-
-func newKeysServer(t testing.TB, keys ...*scanKey) *keysServer {
-	t.Helper()
-	s := &keysServer{keys: keys}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.fetches.Add(1)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		type entry struct {
-			ID        string `json:"key_identifier"`
-			Key       string `json:"key"`
-			IsCurrent bool   `json:"is_current"`
-		}
-		doc := struct {
-			PublicKeys []entry `json:"public_keys"`
-		}{PublicKeys: []entry{}}
-		for _, k := range s.keys {
-			der, err := x509.MarshalPKIXPublicKey(&k.priv.PublicKey)
-			if err != nil {
-				panic(err)
-			}
-			pemKey := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-			doc.PublicKeys = append(doc.PublicKeys, entry{k.id, string(pemKey), k.current})
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(doc)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *keysServer) setKeys(keys ...*scanKey) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.keys = keys
-}
 
 type scanEnv struct {
 	t       testing.TB
 	clk     *clock.Mock
 	m       *tokens.Manager
-	key     *scanKey
-	keys    *keysServer
+	key     *scantest.Key
+	keys    *scantest.KeysServer
 	h       http.Handler
 	reports []error
 	leaks   []tokens.LeakResult
@@ -110,12 +38,12 @@ type scanEnv struct {
 
 func newScanEnv(t testing.TB, store tokens.Store, opts ...tokens.Option) *scanEnv {
 	t.Helper()
-	e := &scanEnv{t: t, clk: clock.NewMock(), key: newScanKey(t, "key-1")}
+	e := &scanEnv{t: t, clk: clock.NewMock(), key: scantest.NewKey(t, "key-1")}
 	e.clk.Set(time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC))
 	m, err := tokens.NewManager(store, append([]tokens.Option{tokens.WithClock(e.clk), tokens.WithShareBaseURL(shareBase)}, opts...)...)
 	require.NoError(t, err)
 	e.m = m
-	e.keys = newKeysServer(t, e.key)
+	e.keys = scantest.NewKeysServer(t, e.key)
 	e.h, err = tokenhttp.NewSecretScanningHandler(m,
 		tokenhttp.WithPublicKeysURL(e.keys.URL),
 		tokenhttp.WithHTTPClient(e.keys.Client()),
@@ -173,7 +101,7 @@ func (e *scanEnv) post(raw []byte, keyID, sig string) *httptest.ResponseRecorder
 }
 
 func (e *scanEnv) postSigned(raw []byte) *httptest.ResponseRecorder {
-	return e.post(raw, e.key.id, e.key.sign(e.t, raw))
+	return e.post(raw, e.key.ID, e.key.Sign(raw))
 }
 
 type feedback struct {
@@ -287,28 +215,28 @@ func TestSecretScanningRefusesUnsignedReports(t *testing.T) {
 	e := newScanEnv(t, memstore.New())
 	creds := e.issue()
 	raw := body(t, entries(creds.Token))
-	stranger := newScanKey(t, e.key.id)
+	stranger := scantest.NewKey(t, e.key.ID)
 	flipped := bytes.Clone(raw)
 	flipped[len(flipped)/2] ^= 0x01
 	var reparsed []map[string]any
 	require.NoError(t, json.Unmarshal(raw, &reparsed))
 	reserialised, err := json.MarshalIndent(reparsed, "", " ")
 	require.NoError(t, err)
-	retired := newScanKey(t, "key-0")
-	retired.current = false
-	e.keys.setKeys(e.key, retired)
+	retired := scantest.NewKey(t, "key-0")
+	retired.Current = false
+	e.keys.SetKeys(e.key, retired)
 
 	for name, w := range map[string]*httptest.ResponseRecorder{
 		"no headers":           e.post(raw, "", ""),
-		"no signature":         e.post(raw, e.key.id, ""),
-		"no key identifier":    e.post(raw, "", e.key.sign(t, raw)),
-		"signed by a stranger": e.post(raw, e.key.id, stranger.sign(t, raw)),
-		"a flipped body byte":  e.post(flipped, e.key.id, e.key.sign(t, raw)),
-		"re-serialised JSON":   e.post(reserialised, e.key.id, e.key.sign(t, raw)),
-		"a key not current":    e.post(raw, retired.id, retired.sign(t, raw)),
-		"an unknown key":       e.post(raw, "key-9", e.key.sign(t, raw)),
-		"signature not base64": e.post(raw, e.key.id, "%%%"),
-		"signature not DER":    e.post(raw, e.key.id, base64.StdEncoding.EncodeToString([]byte("not a signature"))),
+		"no signature":         e.post(raw, e.key.ID, ""),
+		"no key identifier":    e.post(raw, "", e.key.Sign(raw)),
+		"signed by a stranger": e.post(raw, e.key.ID, stranger.Sign(raw)),
+		"a flipped body byte":  e.post(flipped, e.key.ID, e.key.Sign(raw)),
+		"re-serialised JSON":   e.post(reserialised, e.key.ID, e.key.Sign(raw)),
+		"a key not current":    e.post(raw, retired.ID, retired.Sign(raw)),
+		"an unknown key":       e.post(raw, "key-9", e.key.Sign(raw)),
+		"signature not base64": e.post(raw, e.key.ID, "%%%"),
+		"signature not DER":    e.post(raw, e.key.ID, base64.StdEncoding.EncodeToString([]byte("not a signature"))),
 	} {
 		require.Equal(t, http.StatusUnauthorized, w.Code, name)
 		require.NotContains(t, w.Body.String(), creds.Token, name)
@@ -326,27 +254,27 @@ func TestSecretScanningFollowsAKeyRotation(t *testing.T) {
 	creds := e.issue()
 	raw := body(t, entries(creds.Token))
 	labels(t, e.postSigned(raw))
-	require.Equal(t, int32(1), e.keys.fetches.Load())
+	require.Equal(t, int32(1), e.keys.Fetches.Load())
 
-	rotated := newScanKey(t, "key-2")
-	e.keys.setKeys(rotated)
+	rotated := scantest.NewKey(t, "key-2")
+	e.keys.SetKeys(rotated)
 	// Within 10 s of the fetch, an unknown identifier does not fetch again.
-	require.Equal(t, http.StatusUnauthorized, e.post(raw, rotated.id, rotated.sign(t, raw)).Code)
-	require.Equal(t, int32(1), e.keys.fetches.Load())
+	require.Equal(t, http.StatusUnauthorized, e.post(raw, rotated.ID, rotated.Sign(raw)).Code)
+	require.Equal(t, int32(1), e.keys.Fetches.Load())
 	e.clk.Add(10 * time.Second)
-	labels(t, e.post(raw, rotated.id, rotated.sign(t, raw)))
-	require.Equal(t, int32(2), e.keys.fetches.Load(), "one fetch for the rotation")
+	labels(t, e.post(raw, rotated.ID, rotated.Sign(raw)))
+	require.Equal(t, int32(2), e.keys.Fetches.Load(), "one fetch for the rotation")
 	// The retired key is gone from the new document.
 	require.Equal(t, http.StatusUnauthorized, e.postSigned(raw).Code)
 	// Made-up identifiers do not hammer the scanner.
 	for i := range 20 {
-		e.post(raw, fmt.Sprintf("made-up-%d", i), rotated.sign(t, raw))
+		e.post(raw, fmt.Sprintf("made-up-%d", i), rotated.Sign(raw))
 	}
-	require.Equal(t, int32(2), e.keys.fetches.Load())
+	require.Equal(t, int32(2), e.keys.Fetches.Load())
 	// After an hour the document is fetched again for a known key too.
 	e.clk.Add(time.Hour)
-	labels(t, e.post(raw, rotated.id, rotated.sign(t, raw)))
-	require.Equal(t, int32(3), e.keys.fetches.Load())
+	labels(t, e.post(raw, rotated.ID, rotated.Sign(raw)))
+	require.Equal(t, int32(3), e.keys.Fetches.Load())
 }
 
 func TestSecretScanningWithoutItsKeysDocument(t *testing.T) {
@@ -442,8 +370,8 @@ func TestSecretScanningServesAnotherScanner(t *testing.T) {
 	creds := e.issue()
 	raw := body(t, entries(creds.Token))
 	r := httptest.NewRequest(http.MethodPost, "/", bytes.NewReader(raw))
-	r.Header.Set("X-Key-Id", e.key.id)
-	r.Header.Set("X-Signature", e.key.sign(t, raw))
+	r.Header.Set("X-Key-Id", e.key.ID)
+	r.Header.Set("X-Signature", e.key.Sign(raw))
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, r)
 	require.Equal(t, "true_positive", labels(t, w)[hashOf(creds.Token)])
@@ -466,7 +394,7 @@ func FuzzSecretScanningHandler(f *testing.F) {
 	f.Add([]byte("\x00\xff["), "key-1\r\n", "%%", false)
 	f.Fuzz(func(t *testing.T, raw []byte, keyID, sig string, signIt bool) {
 		if signIt {
-			keyID, sig = e.key.id, e.key.sign(t, raw)
+			keyID, sig = e.key.ID, e.key.Sign(raw)
 		}
 		w := e.post(raw, keyID, sig)
 		switch {

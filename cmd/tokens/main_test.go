@@ -202,16 +202,7 @@ func cmdRedeem(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 {
 		ts.Fatalf("usage: redeem LINK FILE")
 	}
-	c := &cli{getenv: ts.Getenv, dsn: ts.Getenv("TOKENS_DB"), shareBase: ts.Getenv("TOKENS_SHARE_BASE"), actor: "test"}
-	clk, err := envClock(ts.Getenv)
-	ts.Check(err)
-	if clk != nil {
-		c.clock = clk
-	}
-	cmd := &command{name: "redeem", makesURL: true}
-	ts.Check(c.configure(cmd, "", ""))
-	m, err := c.open(cmd)
-	ts.Check(err)
+	m := scriptManager(ts, &command{name: "redeem", makesURL: true}, "test")
 	defer m.close()
 	creds, err := m.RedeemLink(context.Background(), args[0])
 	switch {
@@ -233,18 +224,24 @@ func cmdLeak(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 3 {
 		ts.Fatalf("usage: leak FILE SOURCE URL")
 	}
-	c := &cli{getenv: ts.Getenv, dsn: ts.Getenv("TOKENS_DB"), shareBase: ts.Getenv("TOKENS_SHARE_BASE"), actor: "github"}
+	m := scriptManager(ts, &command{name: "leak"}, "github")
+	defer m.close()
+	res, err := m.ReportLeak(context.Background(), strings.TrimSpace(ts.ReadFile(args[0])), tokens.Leak{Source: args[1], URL: args[2]})
+	ts.Check(err)
+	fmt.Fprintf(ts.Stdout(), "found %v, revoked %v\n", res.Found, res.Revoked)
+}
+
+// scriptManager opens the Manager a command of the CLI would, with the
+// script's database, clock and sealing secret, acting as actor.
+func scriptManager(ts *testscript.TestScript, cmd *command, actor string) *manager {
+	c := &cli{getenv: ts.Getenv, dsn: ts.Getenv("TOKENS_DB"), shareBase: ts.Getenv("TOKENS_SHARE_BASE"), actor: actor}
 	clk, err := envClock(ts.Getenv)
 	ts.Check(err)
 	if clk != nil {
 		c.clock = clk
 	}
-	cmd := &command{name: "leak"}
 	ts.Check(c.configure(cmd, "", ""))
 	m, err := c.open(cmd)
 	ts.Check(err)
-	defer m.close()
-	res, err := m.ReportLeak(context.Background(), strings.TrimSpace(ts.ReadFile(args[0])), tokens.Leak{Source: args[1], URL: args[2]})
-	ts.Check(err)
-	fmt.Fprintf(ts.Stdout(), "found %v, revoked %v\n", res.Found, res.Revoked)
+	return m
 }

@@ -3,14 +3,7 @@ package sqlstore_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -21,37 +14,25 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/keyrenew/tokens"
+	"github.com/keyrenew/tokens/internal/scantest"
 	"github.com/keyrenew/tokens/tokenhttp"
 )
 
 // scanService is a secret scanning handler over a Manager, with a signing
 // key of the tests' own served as the scanner's public keys document.
 type scanService struct {
-	h    http.Handler
-	priv *ecdsa.PrivateKey
+	h   http.Handler
+	key *scantest.Key
 }
 
 func newScanService(t testing.TB, m *tokens.Manager) *scanService {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	der, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
-	require.NoError(t, err)
-	doc, err := json.Marshal(map[string]any{"public_keys": []map[string]any{{
-		"key_identifier": "test-key",
-		"key":            string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})),
-		"is_current":     true,
-	}}})
-	require.NoError(t, err)
-	keys := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(doc)
-	}))
-	t.Cleanup(keys.Close)
+	key := scantest.NewKey(t, "test-key")
+	keys := scantest.NewKeysServer(t, key)
 	h, err := tokenhttp.NewSecretScanningHandler(m, tokenhttp.WithPublicKeysURL(keys.URL), tokenhttp.WithHTTPClient(keys.Client()),
 		tokenhttp.WithErrorReporter(func(_ *http.Request, err error) { t.Errorf("secret scanning: %v", err) }))
 	require.NoError(t, err)
-	return &scanService{h: h, priv: priv}
+	return &scanService{h: h, key: key}
 }
 
 // report posts a signed report of toks and returns the labels GitHub
@@ -66,14 +47,9 @@ func (s *scanService) report(ctx context.Context, toks ...string) ([]string, err
 	if err != nil {
 		return nil, err
 	}
-	digest := sha256.Sum256(body)
-	sig, err := ecdsa.SignASN1(rand.Reader, s.priv, digest[:])
-	if err != nil {
-		return nil, err
-	}
 	r := httptest.NewRequestWithContext(ctx, http.MethodPost, "/secret-scanning", bytes.NewReader(body))
-	r.Header.Set("Github-Public-Key-Identifier", "test-key")
-	r.Header.Set("Github-Public-Key-Signature", base64.StdEncoding.EncodeToString(sig))
+	r.Header.Set("Github-Public-Key-Identifier", s.key.ID)
+	r.Header.Set("Github-Public-Key-Signature", s.key.Sign(body))
 	w := httptest.NewRecorder()
 	s.h.ServeHTTP(w, r)
 	if w.Code != http.StatusOK {

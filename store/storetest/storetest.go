@@ -13,6 +13,7 @@ package storetest
 
 import (
 	"crypto/sha256"
+	"reflect"
 	"testing"
 	"time"
 
@@ -77,23 +78,18 @@ type optionalInterface struct {
 }
 
 var (
-	optChangeLog = optionalInterface{"tokens.ChangeLog", func(st tokens.Store) bool {
-		_, ok := st.(tokens.ChangeLog)
-		return ok
-	}}
-	optAccountLister = optionalInterface{"tokens.AccountLister", func(st tokens.Store) bool {
-		_, ok := st.(tokens.AccountLister)
-		return ok
-	}}
-	optTokenIndex = optionalInterface{"tokens.TokenIndex", func(st tokens.Store) bool {
-		_, ok := st.(tokens.TokenIndex)
-		return ok
-	}}
-	optKeyViewer = optionalInterface{"tokens.KeyViewer", func(st tokens.Store) bool {
-		_, ok := st.(tokens.KeyViewer)
-		return ok
-	}}
+	optChangeLog     = optional[tokens.ChangeLog]()
+	optAccountLister = optional[tokens.AccountLister]()
+	optTokenIndex    = optional[tokens.TokenIndex]()
+	optKeyViewer     = optional[tokens.KeyViewer]()
 )
+
+func optional[I any]() optionalInterface {
+	return optionalInterface{reflect.TypeFor[I]().String(), func(st tokens.Store) bool {
+		_, ok := st.(I)
+		return ok
+	}}
+}
 
 type test struct {
 	name string
