@@ -122,7 +122,7 @@ func (m *Manager) ReportLeak(ctx context.Context, token string, leak Leak) (Leak
 		return LeakResult{}, nil
 	}
 	digest := tokenDigest(token)
-	id, err := m.tokenOwner(ctx, index, digest)
+	id, err := m.tokenOwner(ctx, index, digest, m.now())
 	if err != nil || id == "" {
 		return LeakResult{}, err
 	}
@@ -168,23 +168,30 @@ func (m *Manager) ReportLeak(ctx context.Context, token string, leak Leak) (Leak
 	return res, nil
 }
 
-// tokenOwner returns the ID of the key whose token, current, old or
-// deleted and remembered (R16), has digest; "" if none.
-func (m *Manager) tokenOwner(ctx context.Context, index TokenIndex, digest Digest) (string, error) {
+// tokenOwner returns the ID of the key whose token has digest at now:
+// its current or old token, or one it deleted and remembers (R16, as
+// VerifyToken judges it); "" if none.
+func (m *Manager) tokenOwner(ctx context.Context, index TokenIndex, digest Digest, now time.Time) (string, error) {
+	retention := m.cfg.revokedRetention
 	rec, err := index.KeyByToken(ctx, digest)
 	switch {
 	case err == nil:
+		// An old token past its end (R14) is deleted, remembered for the
+		// retention from that end, though no write has dropped it yet.
+		if matchingToken(&rec, digest, now) == nil && (retention == 0 || now.Sub(rec.Old.ExpiresAt) >= retention) {
+			return "", nil
+		}
 		return rec.ID, nil
 	case !errors.Is(err, ErrKeyNotFound):
 		return "", fmt.Errorf("tokens: report leak: %w", err)
-	case m.cfg.revokedRetention == 0:
+	case retention == 0:
 		return "", nil
 	}
-	id, _, ok, err := index.RevokedTokenOwner(ctx, revokedDigest(digest))
+	id, found, ok, err := index.RevokedTokenOwner(ctx, revokedDigest(digest))
 	switch {
 	case err != nil:
 		return "", fmt.Errorf("tokens: report leak: %w", err)
-	case !ok:
+	case !ok || now.Sub(found.RevokedAt) >= retention: // forgotten, if not yet purged
 		return "", nil
 	}
 	return id, nil

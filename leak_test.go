@@ -284,3 +284,36 @@ func TestS10_RevokedLeakIsRefusedAtOnceInTheCache(t *testing.T) {
 	_, err = f.m.Verify(f.ctx, creds.KeyID, creds.Token)
 	require.ErrorIs(t, err, tokens.ErrTokenRevoked)
 }
+
+// TestS10_ForgottenTokensAreNotFound: a deleted token past the retention
+// (not yet purged) and an old token past its R14 end with reuse detection
+// off are no longer the key's: ReportLeak records nothing, as VerifyToken
+// says ErrInvalidCredentials for them.
+func TestS10_ForgottenTokensAreNotFound(t *testing.T) {
+	f := newKeysFixture(t, tokens.WithRevokedTokenRetention(48*time.Hour))
+	creds := f.issue(spec("erp"))
+	_, err := f.m.Renew(f.ctx, creds.KeyID, tokens.RenewOptions{OldToken: tokens.DeleteNow})
+	require.NoError(t, err)
+	f.clk.Add(48 * time.Hour)
+	_, err = f.m.VerifyToken(f.ctx, creds.Token)
+	require.NotErrorIs(t, err, tokens.ErrTokenRevoked)
+	require.Equal(t, tokens.LeakResult{}, f.reportLeak(creds.Token, seenOnGitHub), "past the retention")
+
+	g := newKeysFixture(t, tokens.WithRevokedTokenRetention(0))
+	old := g.issue(spec("erp"))
+	link, err := g.m.Renew(g.ctx, old.KeyID, tokens.RenewOptions{OldTokenTTL: time.Hour})
+	require.NoError(t, err)
+	_, err = g.m.RedeemLink(g.ctx, link.URL)
+	require.NoError(t, err)
+	g.clk.Add(time.Hour)
+	require.Equal(t, tokens.LeakResult{}, g.reportLeak(old.Token, seenOnGitHub), "an old token past its end, not remembered")
+
+	h := newKeysFixture(t)
+	kept := h.issue(spec("erp"))
+	link, err = h.m.Renew(h.ctx, kept.KeyID, tokens.RenewOptions{OldTokenTTL: time.Hour})
+	require.NoError(t, err)
+	_, err = h.m.RedeemLink(h.ctx, link.URL)
+	require.NoError(t, err)
+	h.clk.Add(time.Hour)
+	require.Equal(t, tokens.LeakResult{KeyID: kept.KeyID, Found: true}, h.reportLeak(kept.Token, seenOnGitHub), "an old token past its end, remembered")
+}
