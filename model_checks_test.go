@@ -20,6 +20,7 @@ var modelSentinels = []error{
 	tokens.ErrLinkNotFound, tokens.ErrLinkUsed, tokens.ErrLinkExpired,
 	tokens.ErrInvalidCredentials, tokens.ErrKeyInactive, tokens.ErrInvalidKeySpec,
 	tokens.ErrNoPendingLink, tokens.ErrTokenRevoked, tokens.ErrInvalidOption,
+	tokens.ErrKeyExpired, tokens.ErrKeyExists, tokens.ErrInvalidLeak,
 }
 
 // expectErr checks that got is want (nil for success) and no other sentinel,
@@ -61,6 +62,9 @@ type modelView struct {
 	Link              tokens.LinkState
 	LinkExpiresAt     string
 	RevokedUsedAt     string
+	Scopes, Metadata  string
+	ExpiresAt         string
+	LeakedAt          string
 }
 
 func modelTime(t time.Time) string {
@@ -84,6 +88,10 @@ func (r *modelRun) wantView(k *modelKey, now time.Time) modelView {
 		Link:            r.linkState(k, now),
 		LinkExpiresAt:   modelTime(time.Time{}),
 		RevokedUsedAt:   modelTime(k.revokedUsed),
+		Scopes:          modelScopes(k.scopes),
+		Metadata:        modelMetadata(k.metadata),
+		ExpiresAt:       modelTime(k.expires),
+		LeakedAt:        modelTime(k.leaked),
 	}
 	if k.old != nil {
 		v.HasOld = true
@@ -110,6 +118,10 @@ func modelGotView(key *tokens.Key) modelView {
 		Link:            key.Link,
 		LinkExpiresAt:   modelTime(key.LinkExpiresAt),
 		RevokedUsedAt:   modelTime(key.RevokedTokenUsedAt),
+		Scopes:          modelScopes(key.Scopes),
+		Metadata:        modelMetadata(key.Metadata),
+		ExpiresAt:       modelTime(key.ExpiresAt),
+		LeakedAt:        modelTime(key.LeakedAt),
 	}
 	if key.OldToken != nil {
 		v.HasOld = true
@@ -398,6 +410,10 @@ func (r *modelRun) checkEvents() {
 		if g.Account != w.key.account || g.Actor != r.actor || g.Cursor == "" {
 			r.failf("Events: %s has account %q, actor %q and cursor %q; the model expects %q, %q and a cursor",
 				describe(g.KeyID, g.Type, g.At), g.Account, g.Actor, g.Cursor, w.key.account, r.actor)
+		}
+		if !slices.Equal(g.Fields, w.fields) || g.Source != w.source || g.URL != w.url {
+			r.failf("Events: %s has fields %v, source %q and URL %q; the model expects %v, %q and %q",
+				describe(g.KeyID, g.Type, g.At), g.Fields, g.Source, g.URL, w.fields, w.source, w.url)
 		}
 		if g.Type == tokens.EventTokenRenewed && (g.Policy != w.policy || g.OldTokenTTL != w.ttl) {
 			r.failf("Events: %s says %v with TTL %v, the renewal was %v with TTL %v",

@@ -575,6 +575,12 @@ func (r *modelRun) opVerify() {
 // model. t is nil for a token no one issued. It returns the outcome the
 // model expected, which the call gave.
 func (r *modelRun) verify(k *modelKey, id string, t *modelToken, secret, what string, args ...any) error {
+	return r.verifyWith(func() (*tokens.Key, error) { return r.m.Verify(r.ctx, id, secret) }, k, t, what, args...)
+}
+
+// verifyWith is verify of a call to Verify or VerifyToken (R23), which
+// give the same outcomes for k, the key found, and t.
+func (r *modelRun) verifyWith(call func() (*tokens.Key, error), k *modelKey, t *modelToken, what string, args ...any) error {
 	now := r.now()
 	want := r.verifyWant(k, t, now)
 	if t != nil && k == t.key {
@@ -598,7 +604,7 @@ func (r *modelRun) verify(k *modelKey, id string, t *modelToken, secret, what st
 			r.cover["R16 Verify of a token deleted by "+t.why+" -> "+modelOutcome(want)]++
 		}
 	}
-	got, err := r.m.Verify(r.ctx, id, secret)
+	got, err := call()
 	r.expectErr(err, want, what, args...)
 	if want == tokens.ErrTokenRevoked {
 		r.revokedUsed(k, now)

@@ -56,6 +56,14 @@ type modelKey struct {
 	tokens          []*modelToken
 	revokedUsed     time.Time          // Key.RevokedTokenUsedAt (R16)
 	events          []tokens.EventType // every event the key's changes appended (R17)
+	// scopes (sorted, no repeats), metadata, expires (R20-R22) and leaked
+	// (S10, the latest report), with leaks, the source and URL of every
+	// report recorded.
+	scopes   []string
+	metadata map[string]string
+	expires  time.Time
+	leaked   time.Time
+	leaks    map[string]bool
 }
 
 // modelEvent is an event the model expects a change to append (R17).
@@ -65,6 +73,9 @@ type modelEvent struct {
 	at     time.Time
 	policy tokens.OldTokenPolicy
 	ttl    time.Duration
+	fields []string // of EventKeyUpdated (R19)
+	source string   // and url, of EventTokenLeaked (S10)
+	url    string
 }
 
 type modelRun struct {
@@ -76,6 +87,7 @@ type modelRun struct {
 	step       int
 	clk        *clock.Mock
 	m          *tokens.Manager
+	revoking   *tokens.Manager // m's options and RevokeLeaked (S10)
 	store      tokens.Store
 	start      time.Time
 	alertAfter int
@@ -120,6 +132,10 @@ func (r *modelRun) ops() []modelOp {
 		{5, r.opVerify},
 		{1, r.opPurge},
 		{2, r.opConcurrent},
+		{4, r.opUpdateKey},
+		{4, r.opVerifyToken},
+		{2, r.opImport},
+		{3, r.opReportLeak},
 	}
 }
 
@@ -272,6 +288,8 @@ func (r *modelRun) verifyWant(k *modelKey, t *modelToken, now time.Time) error {
 		return tokens.ErrInvalidCredentials
 	case !k.active:
 		return tokens.ErrKeyInactive
+	case !k.expires.IsZero() && !now.Before(k.expires):
+		return tokens.ErrKeyExpired // R22, only for a right token
 	}
 	return nil
 }

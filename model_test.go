@@ -22,7 +22,7 @@ import (
 // TestModel runs random sequences of operations against a Manager on
 // memstore with a mock clock and, after every step, compares everything the
 // public API shows with a small reference model written from the rules of
-// docs/rules.md (R1-R11, R14-R17), not from the implementation. A failure
+// docs/rules.md (R1-R11, R14-R17, R19-R24, S10), not from the implementation. A failure
 // prints the seed, a replay command and the last operations. The model is
 // in model_state_test.go, its operations in model_ops_test.go and its
 // checks in model_checks_test.go.
@@ -155,6 +155,9 @@ func runModel(t *testing.T, seed uint64, steps int, cover *modelCoverage, newSto
 		t.Fatalf("seed %d: NewManager: %v", seed, err)
 	}
 	r.m = m
+	if r.revoking, err = tokens.NewManager(r.store, append(opts, tokens.WithLeakPolicy(tokens.RevokeLeaked))...); err != nil {
+		t.Fatalf("seed %d: NewManager: %v", seed, err)
+	}
 
 	ops := r.ops()
 	total := 0
