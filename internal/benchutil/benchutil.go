@@ -101,4 +101,7 @@ func Floor(b *testing.B, recs map[string]tokens.KeyRecord, creds *tokens.Credent
 			}
 		}
 	}
+	if clk != nil && keySink == nil {
+		b.Fatal("floor: no key was made")
+	}
 }

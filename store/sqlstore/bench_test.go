@@ -222,11 +222,6 @@ func (e *benchEnv) createKey(b *testing.B) (string, *tokens.ShareLink) {
 	return benchutil.CreateKey(b, e.ctx, e.m)
 }
 
-func (e *benchEnv) redeem(b *testing.B, link *tokens.ShareLink) *tokens.Credentials {
-	b.Helper()
-	return benchutil.Redeem(b, e.ctx, e.m, link)
-}
-
 func (e *benchEnv) issued(b *testing.B) *tokens.Credentials {
 	b.Helper()
 	return benchutil.Issued(b, e.ctx, e.m)
