@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"embed"
 	"encoding/base64"
@@ -11,7 +10,6 @@ import (
 	"io/fs"
 	"log"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -49,7 +47,6 @@ func (a *app) routes() http.Handler {
 	mux.HandleFunc("GET /{$}", a.list)
 	mux.HandleFunc("POST /keys", a.create)
 	mux.HandleFunc("POST /keys/{id}/renew", a.renew)
-	mux.HandleFunc("POST /keys/{id}/renew-leaked", a.renewLeaked)
 	mux.HandleFunc("POST /keys/{id}/complete", a.complete)
 	mux.HandleFunc("GET /keys/{id}/history", a.history)
 	mux.HandleFunc("GET /keys/{id}", a.keyPage)
@@ -98,8 +95,6 @@ type listPage struct {
 	Notice  string
 	Error   string
 	Link    *revealedLink
-	// Leaked are the keys whose leak reports no renewal answered yet.
-	Leaked []keyView
 }
 
 // keyView is a key with what the table says about it beyond the key
@@ -112,44 +107,6 @@ type keyView struct {
 	// Reuse is set when an integration recently sent a deleted token of
 	// the key (R16).
 	Reuse *reuse
-	// Leak is set while a reported leak is not dealt with (S10).
-	Leak *leak
-}
-
-// leak is a leak report that no renewal has answered yet.
-type leak struct {
-	At          time.Time
-	Source, URL string // of the latest report
-	// Revoked says the report itself renewed the key (RevokeLeaked) and
-	// the link of that renewal was not opened: it reached no one.
-	Revoked bool
-}
-
-// openLeak returns the key's latest leak report if it still asks for a
-// renewal: no renewal came after it in the trail, and it did not renew
-// the key itself (RevokeLeaked, whose new token is dated the report)
-// with a link that was since opened.
-func openLeak(key *tokens.Key, events []tokens.Event) *leak {
-	latest := -1
-	for i, e := range events {
-		switch {
-		case e.Type == tokens.EventTokenLeaked:
-			latest = i
-		case e.Type == tokens.EventTokenRenewed && latest >= 0:
-			latest = -1 // answered
-		}
-	}
-	if latest < 0 {
-		return nil
-	}
-	l := &leak{At: key.LeakedAt, Source: events[latest].Source, URL: events[latest].URL}
-	if key.Token.CreatedAt.Equal(key.LeakedAt) {
-		if key.Link != tokens.LinkPending {
-			return nil
-		}
-		l.Revoked = true
-	}
-	return l
 }
 
 // reuse is a recent use of a deleted token.
@@ -213,43 +170,6 @@ func (a *app) renew(w http.ResponseWriter, r *http.Request) {
 		shown.OldToken = renewed.OldToken
 	}
 	a.render(w, r, http.StatusOK, listPage{Link: shown})
-}
-
-// renewLeaked answers a leak report: every token the key had at the
-// report stops at once and the new token's link is shown, to send. The
-// report does not say which token leaked, so the old token goes too
-// (DeleteOld, which also lets the renewal through R5), and a pending link
-// is revoked (it is either RevokeLeaked's, which reached no one, or one
-// made before the report, whose token may have leaked with the rest);
-// then Renew with DeleteNow replaces the current token.
-func (a *app) renewLeaked(w http.ResponseWriter, r *http.Request) {
-	key, err := a.key(r.Context(), r.PathValue("id"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if key.OldToken != nil {
-		if err := a.m.DeleteOld(a.acting(r), key.ID); err != nil && !errors.Is(err, tokens.ErrNoOldToken) {
-			a.fail(w, r, err)
-			return
-		}
-	}
-	if key.Link == tokens.LinkPending {
-		if err := a.m.RevokeLink(a.acting(r), key.ID); err != nil && !errors.Is(err, tokens.ErrNoPendingLink) {
-			a.fail(w, r, err)
-			return
-		}
-	}
-	link, err := a.m.Renew(a.acting(r), key.ID, tokens.RenewOptions{OldToken: tokens.DeleteNow})
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	shown := &revealedLink{KeyID: key.ID, Name: key.Name, URL: link.URL, ExpiresAt: link.ExpiresAt, Renewal: true}
-	if renewed, err := a.m.Key(r.Context(), key.ID); err == nil {
-		shown.OldToken = renewed.OldToken
-	}
-	a.render(w, r, http.StatusOK, listPage{Link: shown, Notice: fmt.Sprintf("The leaked token of %s no longer works. Send the new link below to the key's owner.", key.Name)})
 }
 
 // oldTokenTTLs are the scheduled ends that Complete offers for the old
@@ -422,16 +342,8 @@ func (a *app) render(w http.ResponseWriter, r *http.Request, status int, page li
 	}
 	page.Account, page.Now = a.account, a.now()
 	for _, key := range keys {
-		v := a.view(r.Context(), key, page.Now)
-		if v.Leak != nil {
-			page.Leaked = append(page.Leaked, v)
-		}
-		page.Keys = append(page.Keys, v)
+		page.Keys = append(page.Keys, a.view(r.Context(), key, page.Now))
 	}
-	// Leaked keys head the table too, as they head the page.
-	slices.SortStableFunc(page.Keys, func(x, y keyView) int {
-		return cmp.Compare(boolRank(x.Leak == nil), boolRank(y.Leak == nil))
-	})
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	if err := pages.ExecuteTemplate(w, "keys.html", page); err != nil {
@@ -452,21 +364,7 @@ func (a *app) view(ctx context.Context, key *tokens.Key, now time.Time) keyView 
 		}
 		v.Reuse.DeletedAt = deletedBefore(events, used)
 	}
-	if !key.LeakedAt.IsZero() {
-		events, err := a.allEvents(ctx, key.ID)
-		if err != nil {
-			log.Printf("adminserver: events of %s: %v", key.ID, err)
-		}
-		v.Leak = openLeak(key, events)
-	}
 	return v
-}
-
-func boolRank(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // maxHistory bounds the events read for one key outside the history

@@ -55,10 +55,6 @@ type config struct {
 	// alertAfter is the renewal alert period in months
 	// (tokens.WithAlertAfter); tokens.DefaultAlertAfter if 0.
 	alertAfter int
-	// secretScanning mounts GitHub's secret scanning endpoint at
-	// /github/secret-scanning; revokeLeaked makes reported tokens stop at
-	// once (tokens.RevokeLeaked) instead of only being listed.
-	secretScanning, revokeLeaked bool
 }
 
 func main() {
@@ -70,8 +66,6 @@ func main() {
 	flag.StringVar(&cfg.operator, "operator", "admin", "who the audit trail names as the actor of every change made on this screen")
 	flag.IntVar(&cfg.alertAfter, "alert-after", tokens.DefaultAlertAfter, "renewal alert period in months (1 to 24): a token turns orange after it, red 3 months later")
 	flag.StringVar(&cfg.secretFile, "secret-file", "tokens-admin.secret", "file holding the sealing secret (made if missing); $TOKENS_SEALING_SECRET, base64, overrides it")
-	flag.BoolVar(&cfg.secretScanning, "secret-scanning", false, "serve GitHub's secret scanning reports at /github/secret-scanning (GitHub must reach it: put a public HTTPS proxy in front)")
-	flag.BoolVar(&cfg.revokeLeaked, "revoke-leaked", false, "with -secret-scanning, revoke a reported token at once and issue a new one, instead of only listing the key as leaked")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -181,9 +175,6 @@ func newServer(ctx context.Context, db *sqlx.DB, origin string, cfg config, cloc
 		tokens.WithShareBaseURL(origin + "/credentials/"),
 		tokens.WithAlertAfter(cfg.alertAfter),
 	}, opts...)
-	if cfg.revokeLeaked {
-		opts = append(opts, tokens.WithLeakPolicy(tokens.RevokeLeaked))
-	}
 	m, err := tokens.NewManager(store, opts...)
 	if err != nil {
 		return nil, err
@@ -216,34 +207,10 @@ func newServer(ctx context.Context, db *sqlx.DB, origin string, cfg config, cloc
 	admin := &app{m: m, account: cfg.account, operator: cfg.operator, alertAfter: cfg.alertAfter, now: clock.Now}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", auth(http.HandlerFunc(whoami)))
-	if cfg.secretScanning {
-		leaks, err := secretScanning(m, clock)
-		if err != nil {
-			return nil, err
-		}
-		mux.Handle("POST /github/secret-scanning", leaks)
-	}
 	mux.Handle("/", admin.routes())
 	// The link pages check the Host themselves, against the share base
 	// URL's alone; onlyHosts guards the rest of the site.
 	return links.Wrap(onlyHosts(mux, hosts...)), nil
-}
-
-// secretScanning is GitHub's secret scanning endpoint over m. A found leak
-// is logged with its key and source, never the token or a link: the key
-// then heads the admin screen, whose button renews it and shows the new
-// link. With -revoke-leaked the Manager has renewed it already, but the
-// link of that renewal reached no one (it is not logged): the screen
-// offers to replace it.
-func secretScanning(m *tokens.Manager, clock tokens.Clock) (http.Handler, error) {
-	return tokenhttp.NewSecretScanningHandler(m,
-		tokenhttp.WithClock(clock),
-		tokenhttp.WithLeakNotifier(func(_ context.Context, leak tokens.Leak, res tokens.LeakResult) {
-			log.Printf("adminserver: token of %s reported leaked by %s (revoked: %v)", res.KeyID, leak.Source, res.Revoked)
-		}),
-		tokenhttp.WithErrorReporter(func(r *http.Request, err error) {
-			log.Printf("adminserver: secret scanning: %v", err)
-		}))
 }
 
 // validActor reports whether tokens.WithActor accepts actor: text of at

@@ -20,7 +20,6 @@ import (
 
 	"github.com/keyrenew/tokens"
 	"github.com/keyrenew/tokens/store/memstore"
-	"github.com/keyrenew/tokens/store/sqlstore"
 	"github.com/keyrenew/tokens/tokenhttp"
 )
 
@@ -28,16 +27,9 @@ import (
 type server struct {
 	*httptest.Server
 	host string // such as 127.0.0.1:40123
-	db   *sqlx.DB
-	clk  *clock.Mock
 }
 
 func newTestServer(t *testing.T) *server {
-	t.Helper()
-	return newTestServerWith(t, config{account: "acme"})
-}
-
-func newTestServerWith(t *testing.T, cfg config) *server {
 	t.Helper()
 	db, err := sqlx.Open("sqlite3", "file:"+filepath.Join(t.TempDir(), "tokens.db")+"?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate")
 	if err != nil {
@@ -47,7 +39,7 @@ func newTestServerWith(t *testing.T, cfg config) *server {
 	clk := clock.NewMock()
 	clk.Set(start)
 	srv := httptest.NewUnstartedServer(nil)
-	handler, err := newServer(t.Context(), db, "http://"+srv.Listener.Addr().String(), cfg, clk)
+	handler, err := newServer(t.Context(), db, "http://"+srv.Listener.Addr().String(), config{account: "acme"}, clk)
 	if err != nil {
 		srv.Close()
 		t.Fatalf("newServer: %v", err)
@@ -55,22 +47,7 @@ func newTestServerWith(t *testing.T, cfg config) *server {
 	srv.Config.Handler = handler
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &server{Server: srv, host: srv.Listener.Addr().String(), db: db, clk: clk}
-}
-
-// manager returns another Manager over the server's database and clock,
-// as another process of the same deployment would have.
-func (s *server) manager(t *testing.T, opts ...tokens.Option) *tokens.Manager {
-	t.Helper()
-	st, err := sqlstore.New(s.db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := tokens.NewManager(st, append([]tokens.Option{tokens.WithClock(s.clk), tokens.WithShareBaseURL(s.URL + "/credentials/")}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
+	return &server{Server: srv, host: srv.Listener.Addr().String()}
 }
 
 // do sends a request for path (sent as is, not cleaned) with the Host
