@@ -63,12 +63,19 @@ func newTestServerWith(t *testing.T, cfg config) *server {
 // another process sharing them would have, with opts.
 func (s *server) manager(t *testing.T, opts ...tokens.Option) *tokens.Manager {
 	t.Helper()
-	store, err := sqlstore.New(s.db)
+	return sharedManager(t, s.db, s.clk, s.URL, opts...)
+}
+
+// sharedManager returns a Manager of db and clk for the server at origin,
+// as another process sharing them would have, with opts.
+func sharedManager(t *testing.T, db *sqlx.DB, clk tokens.Clock, origin string, opts ...tokens.Option) *tokens.Manager {
+	t.Helper()
+	store, err := sqlstore.New(db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m, err := tokens.NewManager(store, append([]tokens.Option{
-		tokens.WithClock(s.clk), tokens.WithShareBaseURL(s.URL + "/credentials/"),
+		tokens.WithClock(clk), tokens.WithShareBaseURL(origin + "/credentials/"),
 	}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
