@@ -38,7 +38,11 @@ const (
 
 // leakOf says what k's leak still asks for. A token made at LeakedAt
 // itself is the one RevokeLeaked issued in the report's own change, so it
-// is not from before the leak.
+// is not from before the leak; any other change comes at a later time, as
+// the clock moves on between changes (stores keep microseconds). A repeat
+// report that revokes (the policy changed to RevokeLeaked since the first)
+// leaves LeakedAt at the first, so its replacement shows as a renewal
+// made after the leak: the row then says its link is not opened yet.
 func leakOf(k *tokens.Key) leakState {
 	at := k.LeakedAt
 	switch {
