@@ -48,6 +48,7 @@ func (a *app) routes() http.Handler {
 	mux.HandleFunc("POST /keys", a.create)
 	mux.HandleFunc("POST /keys/{id}/renew", a.renew)
 	mux.HandleFunc("POST /keys/{id}/complete", a.complete)
+	mux.HandleFunc("POST /keys/{id}/renew-leaked", a.renewLeaked)
 	mux.HandleFunc("GET /keys/{id}/history", a.history)
 	mux.HandleFunc("GET /keys/{id}", a.keyPage)
 	mux.HandleFunc("POST /keys/{id}/edit", a.edit)
@@ -90,7 +91,8 @@ func (a *app) acting(r *http.Request) context.Context {
 
 type listPage struct {
 	Account string
-	Keys    []keyView
+	Keys    []keyView // the leaked ones (Leaked) first
+	Leaked  []keyView // the keys whose leak is not dealt with
 	Now     time.Time
 	Notice  string
 	Error   string
@@ -107,6 +109,9 @@ type keyView struct {
 	// Reuse is set when an integration recently sent a deleted token of
 	// the key (R16).
 	Reuse *reuse
+	// Leak is set while a token of the key made before its latest leak
+	// report may still work (S10).
+	Leak *leakView
 }
 
 // reuse is a recent use of a deleted token.
@@ -129,6 +134,9 @@ type revealedLink struct {
 	// OldToken is the token the renewal kept (DeleteLater), for the
 	// operator to decide on; nil if the renewal left none.
 	OldToken *tokens.TokenInfo
+	// Leak says the renewal replaced the tokens of a leak (renewLeaked):
+	// none of them works any more.
+	Leak bool
 }
 
 func (a *app) list(w http.ResponseWriter, r *http.Request) {
@@ -342,8 +350,13 @@ func (a *app) render(w http.ResponseWriter, r *http.Request, status int, page li
 	}
 	page.Account, page.Now = a.account, a.now()
 	for _, key := range keys {
-		page.Keys = append(page.Keys, a.view(r.Context(), key, page.Now))
+		v := a.view(r.Context(), key, page.Now)
+		page.Keys = append(page.Keys, v)
+		if v.Leak != nil {
+			page.Leaked = append(page.Leaked, v)
+		}
 	}
+	page.Keys = leakedFirst(page.Keys)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	if err := pages.ExecuteTemplate(w, "keys.html", page); err != nil {
@@ -356,13 +369,21 @@ func (a *app) view(ctx context.Context, key *tokens.Key, now time.Time) keyView 
 	// creation.
 	ref := key.Token.CreatedAt.UTC()
 	v := keyView{Key: key, WarnAt: ref.AddDate(0, a.alertAfter, 0), CriticalAt: ref.AddDate(0, a.alertAfter+3, 0)}
-	if used := key.RevokedTokenUsedAt; !used.IsZero() && now.Sub(used) < recentReuse {
-		v.Reuse = &reuse{At: used}
-		events, err := a.allEvents(ctx, key.ID)
-		if err != nil {
-			log.Printf("adminserver: events of %s: %v", key.ID, err)
-		}
-		v.Reuse.DeletedAt = deletedBefore(events, used)
+	used := key.RevokedTokenUsedAt
+	reused := !used.IsZero() && now.Sub(used) < recentReuse
+	leaked := leakOf(key) != leakDealtWith
+	if !reused && !leaked {
+		return v // most keys: their events are not read
+	}
+	events, err := a.allEvents(ctx, key.ID)
+	if err != nil {
+		log.Printf("adminserver: events of %s: %v", key.ID, err)
+	}
+	if reused {
+		v.Reuse = &reuse{At: used, DeletedAt: deletedBefore(events, used)}
+	}
+	if leaked {
+		v.Leak = leakViewOf(key, events)
 	}
 	return v
 }

@@ -594,6 +594,8 @@ func TestBrowser(t *testing.T) {
 		s.mustFit(390, "confirm-undo-390.png", "")
 	})
 
+	t.Run("LeakedKey", func(t *testing.T) { testBrowserLeakedKey(t, b) })
+
 	t.Run("DeactivateActivateDelete", func(t *testing.T) {
 		s := newSite(t, b)
 		keyID, link := s.generate("ops-agent")

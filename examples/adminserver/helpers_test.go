@@ -87,6 +87,7 @@ type site struct {
 	clk    *clock.Mock
 	client *http.Client
 	tab    context.Context
+	db     *sqlx.DB
 }
 
 // newSite starts a site. Each of fronts, if any, wraps the server's
@@ -124,7 +125,7 @@ func newSite(t *testing.T, browserCtx context.Context, fronts ...func(http.Handl
 	if _, err := chromedp.Call(tab, emulation.SetFocusEmulationEnabled, emulation.SetFocusEmulationEnabledParams{Enabled: true}); err != nil {
 		t.Fatalf("opening a tab: %v", err)
 	}
-	return &site{t: t, url: srv.URL, clk: clk, client: srv.Client(), tab: tab}
+	return &site{t: t, url: srv.URL, clk: clk, client: srv.Client(), tab: tab, db: db}
 }
 
 // do runs browser steps on the site's tab.

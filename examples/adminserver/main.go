@@ -8,11 +8,19 @@
 //	go run ./examples/adminserver                      # SQLite file tokens-admin.db
 //	go run ./examples/adminserver -postgres "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 //	go run ./examples/adminserver -operator alice -alert-after 6
+//	TOKENS_SECRET_SCANNING=1 go run ./examples/adminserver -leak-policy revoke
 //
 // It listens on 127.0.0.1:8080, answers only requests for that address or
 // localhost:8080, and has no login: put a real deployment behind your
 // single sign-on. The audit trail names every change's actor: -operator
 // (default "admin") here, the signed-in user in a real deployment.
+//
+// With -secret-scanning (or TOKENS_SECRET_SCANNING=1) it also serves
+// GitHub's secret scanning partner endpoint at /github/secret-scanning,
+// for a proxy that forwards GitHub's reports to it. A reported token of a
+// key puts the key in the admin screen's "Leaked tokens" block; with
+// -leak-policy revoke (or TOKENS_LEAK_POLICY=revoke) the token also stops
+// working at once, and the block offers a link to a new token.
 package main
 
 import (
@@ -55,7 +63,23 @@ type config struct {
 	// alertAfter is the renewal alert period in months
 	// (tokens.WithAlertAfter); tokens.DefaultAlertAfter if 0.
 	alertAfter int
+	// secretScanning serves the secret scanning endpoint at
+	// secretScanningPath.
+	secretScanning bool
+	// leakPolicy is "alert" (tokens.AlertOnLeak, also if empty) or
+	// "revoke" (tokens.RevokeLeaked).
+	leakPolicy string
+	// scanKeysURL is where the scanner's public keys are fetched from;
+	// GitHub's if empty. Tests serve keys of their own.
+	scanKeysURL string
 }
+
+// secretScanningPath is where -secret-scanning serves GitHub's reports.
+const secretScanningPath = "/github/secret-scanning"
+
+// scanActor names the secret scanning endpoint in the audit trail, as the
+// actor of the leak events and of the revocations it makes.
+const scanActor = "GitHub secret scanning"
 
 func main() {
 	var cfg config
@@ -65,6 +89,8 @@ func main() {
 	flag.StringVar(&cfg.account, "account", "acme", "account whose keys to manage")
 	flag.StringVar(&cfg.operator, "operator", "admin", "who the audit trail names as the actor of every change made on this screen")
 	flag.IntVar(&cfg.alertAfter, "alert-after", tokens.DefaultAlertAfter, "renewal alert period in months (1 to 24): a token turns orange after it, red 3 months later")
+	flag.BoolVar(&cfg.secretScanning, "secret-scanning", os.Getenv("TOKENS_SECRET_SCANNING") == "1", "serve GitHub's secret scanning partner endpoint at "+secretScanningPath+" ($TOKENS_SECRET_SCANNING=1 also turns it on)")
+	flag.StringVar(&cfg.leakPolicy, "leak-policy", envOr("TOKENS_LEAK_POLICY", "alert"), "what a leak report does to a token that still works: alert (record it, the operator renews) or revoke (stop it at once); $TOKENS_LEAK_POLICY sets the default")
 	flag.StringVar(&cfg.secretFile, "secret-file", "tokens-admin.secret", "file holding the sealing secret (made if missing); $TOKENS_SEALING_SECRET, base64, overrides it")
 	flag.Parse()
 
@@ -73,6 +99,15 @@ func main() {
 	if err := run(ctx, cfg); err != nil {
 		log.Fatal(err)
 	}
+}
+
+// envOr returns the environment variable name, or def if it is unset or
+// empty.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 func run(ctx context.Context, cfg config) error {
@@ -163,6 +198,10 @@ func newServer(ctx context.Context, db *sqlx.DB, origin string, cfg config, cloc
 	if cfg.alertAfter == 0 {
 		cfg.alertAfter = tokens.DefaultAlertAfter
 	}
+	policy, err := leakPolicy(cfg.leakPolicy)
+	if err != nil {
+		return nil, err
+	}
 	store, err := sqlstore.New(db)
 	if err != nil {
 		return nil, err
@@ -174,6 +213,7 @@ func newServer(ctx context.Context, db *sqlx.DB, origin string, cfg config, cloc
 		tokens.WithClock(clock),
 		tokens.WithShareBaseURL(origin + "/credentials/"),
 		tokens.WithAlertAfter(cfg.alertAfter),
+		tokens.WithLeakPolicy(policy),
 	}, opts...)
 	m, err := tokens.NewManager(store, opts...)
 	if err != nil {
@@ -210,7 +250,69 @@ func newServer(ctx context.Context, db *sqlx.DB, origin string, cfg config, cloc
 	mux.Handle("/", admin.routes())
 	// The link pages check the Host themselves, against the share base
 	// URL's alone; onlyHosts guards the rest of the site.
-	return links.Wrap(onlyHosts(mux, hosts...)), nil
+	site := onlyHosts(mux, hosts...)
+	if cfg.secretScanning {
+		if site, err = withSecretScanning(site, m, cfg, clock); err != nil {
+			return nil, err
+		}
+	}
+	return links.Wrap(site), nil
+}
+
+// leakPolicy turns -leak-policy into the Manager's tokens.LeakPolicy.
+func leakPolicy(name string) (tokens.LeakPolicy, error) {
+	switch name {
+	case "", "alert":
+		return tokens.AlertOnLeak, nil
+	case "revoke":
+		return tokens.RevokeLeaked, nil
+	}
+	return 0, fmt.Errorf("adminserver: -leak-policy %q: want alert or revoke", name)
+}
+
+// withSecretScanning serves GitHub's secret scanning reports at
+// secretScanningPath and the rest of the site with site. The endpoint is
+// outside onlyHosts: GitHub reaches it through a proxy under a public
+// name, and it needs no Host check, since it acts only on reports signed
+// with GitHub's keys, which a page that rebinds a host name cannot make.
+func withSecretScanning(site http.Handler, m *tokens.Manager, cfg config, clock tokens.Clock) (http.Handler, error) {
+	opts := []tokenhttp.ScanOption{
+		tokenhttp.WithClock(clock),
+		tokenhttp.WithLeakNotifier(logLeak),
+		tokenhttp.WithErrorReporter(func(r *http.Request, err error) {
+			log.Printf("adminserver: secret scanning: %v", err)
+		}),
+	}
+	if cfg.scanKeysURL != "" {
+		opts = append(opts, tokenhttp.WithPublicKeysURL(cfg.scanKeysURL))
+	}
+	scan, err := tokenhttp.NewSecretScanningHandler(m, opts...)
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle(secretScanningPath, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		scan.ServeHTTP(w, r.WithContext(tokens.WithActor(r.Context(), scanActor)))
+	}))
+	mux.Handle("/", site)
+	return mux, nil
+}
+
+// logLeak tells the server's log that a token of a key was reported
+// leaked, naming the key and the report's source only. The token stays
+// out of it, and so does the link to a token that replaced a revoked one
+// (res.Link): logs are kept long and read widely, and whoever read the
+// link there could open it before the key's owner. The operator gets a
+// new link from the admin screen's leaked tokens block instead.
+func logLeak(_ context.Context, leak tokens.Leak, res tokens.LeakResult) {
+	switch {
+	case res.Link != nil:
+		log.Printf("adminserver: a token of key %s was reported leaked by %s and revoked; renew it on the admin screen to send its owner a new link", res.KeyID, leak.Source)
+	case res.Revoked:
+		log.Printf("adminserver: the old token of key %s was reported leaked by %s and deleted", res.KeyID, leak.Source)
+	default:
+		log.Printf("adminserver: a token of key %s was reported leaked by %s; see the leaked tokens on the admin screen", res.KeyID, leak.Source)
+	}
 }
 
 // validActor reports whether tokens.WithActor accepts actor: text of at

@@ -20,6 +20,7 @@ import (
 
 	"github.com/keyrenew/tokens"
 	"github.com/keyrenew/tokens/store/memstore"
+	"github.com/keyrenew/tokens/store/sqlstore"
 	"github.com/keyrenew/tokens/tokenhttp"
 )
 
@@ -27,9 +28,17 @@ import (
 type server struct {
 	*httptest.Server
 	host string // such as 127.0.0.1:40123
+	db   *sqlx.DB
+	clk  *clock.Mock
 }
 
 func newTestServer(t *testing.T) *server {
+	t.Helper()
+	return newTestServerWith(t, config{account: "acme"})
+}
+
+// newTestServerWith starts a server with cfg.
+func newTestServerWith(t *testing.T, cfg config) *server {
 	t.Helper()
 	db, err := sqlx.Open("sqlite3", "file:"+filepath.Join(t.TempDir(), "tokens.db")+"?_busy_timeout=10000&_journal_mode=WAL&_txlock=immediate")
 	if err != nil {
@@ -39,7 +48,7 @@ func newTestServer(t *testing.T) *server {
 	clk := clock.NewMock()
 	clk.Set(start)
 	srv := httptest.NewUnstartedServer(nil)
-	handler, err := newServer(t.Context(), db, "http://"+srv.Listener.Addr().String(), config{account: "acme"}, clk)
+	handler, err := newServer(t.Context(), db, "http://"+srv.Listener.Addr().String(), cfg, clk)
 	if err != nil {
 		srv.Close()
 		t.Fatalf("newServer: %v", err)
@@ -47,7 +56,31 @@ func newTestServer(t *testing.T) *server {
 	srv.Config.Handler = handler
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &server{Server: srv, host: srv.Listener.Addr().String()}
+	return &server{Server: srv, host: srv.Listener.Addr().String(), db: db, clk: clk}
+}
+
+// manager returns a Manager of the server's database and clock, as
+// another process sharing them would have, with opts.
+func (s *server) manager(t *testing.T, opts ...tokens.Option) *tokens.Manager {
+	t.Helper()
+	return sharedManager(t, s.db, s.clk, s.URL, opts...)
+}
+
+// sharedManager returns a Manager of db and clk for the server at origin,
+// as another process sharing them would have, with opts.
+func sharedManager(t *testing.T, db *sqlx.DB, clk tokens.Clock, origin string, opts ...tokens.Option) *tokens.Manager {
+	t.Helper()
+	store, err := sqlstore.New(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := tokens.NewManager(store, append([]tokens.Option{
+		tokens.WithClock(clk), tokens.WithShareBaseURL(origin + "/credentials/"),
+	}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // do sends a request for path (sent as is, not cleaned) with the Host
