@@ -162,6 +162,10 @@ func NewManager(store Store, opts ...Option) (*Manager, error) {
 	return m, nil
 }
 
+// Clock returns the clock the Manager reads (WithClock), for code beside
+// it that must keep the same time, such as tokenhttp's handlers.
+func (m *Manager) Clock() Clock { return m.cfg.clock }
+
 // ShareBaseURL returns the base of the Manager's share links, as given to
 // WithShareBaseURL: the place to mount a handler for them.
 func (m *Manager) ShareBaseURL() string {

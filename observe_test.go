@@ -53,7 +53,7 @@ func TestObserverSeesVerifyOutcomesChangesAndRetries(t *testing.T) {
 
 	f.verifies(creds.KeyID, creds.Token)
 	f.verifies(creds.KeyID, creds.Token)
-	f.rejects(creds.KeyID, creds.Token[:len(creds.Token)-1]+"x", tokens.ErrMalformedToken)
+	f.rejects(creds.KeyID, replaceAt(creds.Token, len(creds.Token)-1), tokens.ErrMalformedToken)
 	f.rejects(creds.KeyID, f.issued().Token, tokens.ErrInvalidCredentials)
 	require.Equal(t, []string{"verify ok", "verify ok cached", "verify malformed",
 		"key_created ok", "link_redeemed ok", "verify invalid"}, rec.take())

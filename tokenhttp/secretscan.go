@@ -124,7 +124,7 @@ func WithHTTPClient(c *http.Client) ScanOption {
 }
 
 // WithClock sets the clock the handler ages its copy of the public keys
-// document by; pass the Manager's. The default reads the wall clock.
+// document by. The default is the Manager's (tokens.Manager.Clock).
 func WithClock(c tokens.Clock) ScanOption {
 	return scanOption(func(s *scanSettings) error {
 		if c == nil {
@@ -161,11 +161,6 @@ func WithLeakNotifier(f func(ctx context.Context, leak tokens.Leak, res tokens.L
 		return nil
 	})
 }
-
-// wallClock is the default clock of the secret scanning handler.
-type wallClock struct{}
-
-func (wallClock) Now() time.Time { return time.Now() }
 
 type scanHandler struct {
 	m    *tokens.Manager
@@ -206,7 +201,7 @@ func NewSecretScanningHandler(m *tokens.Manager, opts ...ScanOption) (http.Handl
 		shared:   newShared(),
 		scanner:  GitHubSecretScanning,
 		client:   &http.Client{Timeout: 10 * time.Second},
-		clock:    wallClock{},
+		clock:    m.Clock(),
 		maxBody:  DefaultMaxScanBody,
 		maxBatch: DefaultMaxScanBatch,
 		notify:   func(context.Context, tokens.Leak, tokens.LeakResult) {},

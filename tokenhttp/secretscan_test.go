@@ -46,8 +46,7 @@ func newScanEnv(t testing.TB, store tokens.Store, opts ...tokens.Option) *scanEn
 	e.keys = scantest.NewKeysServer(t, e.key)
 	e.h, err = tokenhttp.NewSecretScanningHandler(m,
 		tokenhttp.WithPublicKeysURL(e.keys.URL),
-		tokenhttp.WithHTTPClient(e.keys.Client()),
-		tokenhttp.WithClock(e.clk),
+		tokenhttp.WithHTTPClient(e.keys.Client()), // the Manager's clock is the handler's by default
 		tokenhttp.WithErrorReporter(func(_ *http.Request, err error) {
 			e.mu.Lock()
 			defer e.mu.Unlock()

@@ -283,15 +283,20 @@ func verifyLegacyTokens(t *testing.T, m *tokens.Manager, legacy []legacyKey) {
 
 func lastEvent(t *testing.T, m *tokens.Manager) string {
 	t.Helper()
-	var cursor string
+	// Not the cursor: on PostgreSQL a position names the reader's snapshot
+	// too, which moves as the cluster's other transactions commit.
+	var cursor, last string
+	n := 0
 	for {
 		page, err := m.Events(t.Context(), tokens.EventQuery{After: cursor, Limit: tokens.MaxEventPage})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(page) == 0 {
-			return cursor
+			return fmt.Sprintf("%d events, the last %s", n, last)
 		}
-		cursor = page[len(page)-1].Cursor
+		n += len(page)
+		e := page[len(page)-1]
+		cursor, last = e.Cursor, fmt.Sprintf("%s of %s at %s", e.Type, e.KeyID, e.At.Format(time.RFC3339Nano))
 	}
 }
