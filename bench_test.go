@@ -117,7 +117,7 @@ func BenchmarkVerify(b *testing.B) {
 	ids = append(ids, current.KeyID, other.KeyID, renewed.KeyID)
 
 	unknownKey := "key_" + strings.Repeat("Z", 22)
-	badChecksum := current.Token[:len(current.Token)-1] + flip(current.Token[len(current.Token)-1])
+	badChecksum := current.Token[:len(current.Token)-1] + flipChar(current.Token[len(current.Token)-1])
 
 	cases := []struct {
 		name, keyID, token string
@@ -192,13 +192,6 @@ func BenchmarkVerify(b *testing.B) {
 
 // flip returns a base62 character other than c, so that a token keeps its
 // form but fails its checksum.
-func flip(c byte) string {
-	if c == 'A' {
-		return "B"
-	}
-	return "A"
-}
-
 // BenchmarkRenew measures Renew of a key whose link was redeemed, with
 // each policy. Each iteration renews a different key (see the comment at
 // the top of this file).

@@ -290,7 +290,7 @@ func TestC3_MemoryIsBoundedAndBadCredentialsTakeNone(t *testing.T) {
 	}
 	require.GreaterOrEqual(t, f.store.keyReads.Load()-before, int64(len(all)-3))
 	for _, creds := range all {
-		f.rejects(creds.KeyID, all[0].Token[:len(all[0].Token)-1]+"x", tokens.ErrInvalidCredentials)
+		f.rejects(creds.KeyID, all[0].Token[:len(all[0].Token)-1]+flipChar(all[0].Token[len(all[0].Token)-1]), tokens.ErrInvalidCredentials)
 	}
 }
 

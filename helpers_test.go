@@ -375,3 +375,11 @@ func requireTime(t testing.TB, want, got time.Time, what string) {
 	t.Helper()
 	require.Truef(t, want.Equal(got), "%s: want %s, got %s", what, want, got)
 }
+
+// flipChar is a character other than c, for a token one character off.
+func flipChar(c byte) string {
+	if c == 'A' {
+		return "B"
+	}
+	return "A"
+}

@@ -241,7 +241,10 @@ type TokenIndex interface {
 	// KeyByToken returns the key whose current or old token (including an
 	// old token past its scheduled end that no write has dropped yet) has
 	// the given digest, or an error wrapping ErrKeyNotFound if there is
-	// none. The result is a copy the caller owns.
+	// none. The result is a copy the caller owns, whole but for the share
+	// link's sealed token: Link.Sealed is nil, since only a redemption
+	// (through KeyByLink) reads it, and a verification should not carry
+	// it out of the store.
 	KeyByToken(ctx context.Context, digest Digest) (KeyRecord, error)
 
 	// RevokedTokenOwner returns the ID of the key that remembers a revoked

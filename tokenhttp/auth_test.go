@@ -111,6 +111,16 @@ func apiRequest(headers map[string]string) *http.Request {
 	return r
 }
 
+// wrongToken is token with its last character changed: never token
+// itself, whatever that character was.
+func wrongToken(token string) string {
+	last := byte('x')
+	if token[len(token)-1] == last {
+		last = 'y'
+	}
+	return token[:len(token)-1] + string(last)
+}
+
 // requireRefused checks a JSON refusal and that it repeats none of secrets.
 func requireRefused(t *testing.T, rec *httptest.ResponseRecorder, status int, code string, secrets ...string) {
 	t.Helper()
@@ -206,7 +216,7 @@ func TestAuthenticateRefusesWrongCredentials(t *testing.T) {
 	for name, c := range map[string][2]string{
 		"another key's token": {creds.KeyID, other.Token},
 		"unknown key":         {"key_unknownunknownunknow", creds.Token},
-		"malformed token":     {creds.KeyID, creds.Token[:len(creds.Token)-1] + "x"},
+		"malformed token":     {creds.KeyID, wrongToken(creds.Token)},
 		"garbage":             {"<script>", "'; drop table keys; --"},
 		"long key ID":         {strings.Repeat("k", 10_000), creds.Token},
 	} {

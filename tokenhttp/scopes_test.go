@@ -186,7 +186,7 @@ func TestAuthenticateWithBearerToken(t *testing.T) {
 		assert.Equal(t, http.StatusOK, rec.Code, "the headers still work")
 
 		for name, auth := range map[string]string{
-			"wrong token":      "Bearer " + creds.Token[:len(creds.Token)-1] + "x",
+			"wrong token":      "Bearer " + wrongToken(creds.Token),
 			"key ID and token": "Bearer " + creds.KeyID + ":" + creds.Token,
 			"empty":            "Bearer  ",
 		} {
@@ -252,7 +252,7 @@ func TestAuthenticateRefusesExpiredKey(t *testing.T) {
 			requireRefused(t, rec, http.StatusUnauthorized, "key_expired", creds.Token)
 			assert.NotEmpty(t, rec.Header().Get("WWW-Authenticate"))
 		}
-		rec := serve(h, apiRequest(map[string]string{"X-API-Key-ID": creds.KeyID, "X-API-Token": creds.Token[:len(creds.Token)-1] + "x"}))
+		rec := serve(h, apiRequest(map[string]string{"X-API-Key-ID": creds.KeyID, "X-API-Token": wrongToken(creds.Token)}))
 		requireRefused(t, rec, http.StatusUnauthorized, "invalid_credentials", creds.Token)
 		assert.Empty(t, reported)
 

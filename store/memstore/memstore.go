@@ -242,7 +242,9 @@ func (s *Store) KeyByToken(ctx context.Context, digest tokens.Digest) (tokens.Ke
 	if !ok || rec == nil {
 		return tokens.KeyRecord{}, tokens.ErrKeyNotFound
 	}
-	return clone(rec), nil
+	c := *rec // the sealed link token stays here (see tokens.TokenIndex)
+	c.Link.Sealed = nil
+	return clone(&c), nil
 }
 
 // RevokedTokenOwner implements tokens.TokenIndex. It goes over every

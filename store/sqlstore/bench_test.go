@@ -245,6 +245,8 @@ type benchTime time.Time
 
 func (t *benchTime) Scan(src any) error {
 	switch src := src.(type) {
+	case nil:
+		*t = benchTime{}
 	case time.Time:
 		*t = benchTime(src.UTC())
 	case int64:

@@ -72,7 +72,10 @@ func (postgres) migrationStatements() migrationStatements {
 	}
 }
 
-var postgresKeyColumns = keySelect()
+var (
+	postgresKeyColumns      = keySelect(true)
+	postgresTokenKeyColumns = keySelect(false) // for the look-up by token
+)
 
 func postgresParam(n int) string { return "$" + strconv.Itoa(n) }
 
@@ -163,8 +166,8 @@ ON CONFLICT (key_id, digest) DO NOTHING`,
 
 	// Each branch is a look-up of a unique index; a digest is in one of
 	// them at most.
-	selectKeyByToken: `(` + postgresKeyColumns + ` WHERE current_digest = $1)
-UNION ALL (` + postgresKeyColumns + ` WHERE old_digest = $1) LIMIT 1`,
+	selectKeyByToken: `(` + postgresTokenKeyColumns + ` WHERE current_digest = $1)
+UNION ALL (` + postgresTokenKeyColumns + ` WHERE old_digest = $1) LIMIT 1`,
 	selectRevokedOwner: `SELECT key_id, revoked_at FROM tokens_revoked WHERE digest = $1 LIMIT 1`,
 	// $1 the key, $2 its current digest, $3 its old digest or NULL: is a
 	// digest of the key the other slot's of another key? (Same slots

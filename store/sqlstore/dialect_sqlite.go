@@ -126,7 +126,10 @@ func sqliteConn(ctx context.Context, db *sqlx.DB) (*sql.Conn, error) {
 	}
 }
 
-var sqliteKeyColumns = keySelect()
+var (
+	sqliteKeyColumns      = keySelect(true)
+	sqliteTokenKeyColumns = keySelect(false) // for the look-up by token
+)
 
 func sqliteParam(n int) string { return "?" + strconv.Itoa(n) }
 
@@ -185,8 +188,8 @@ WHERE account = CAST(?3 AS TEXT) AND seq > CAST(?1 AS INTEGER) ORDER BY seq LIMI
 
 	selectAccounts: `SELECT DISTINCT account FROM tokens_keys ORDER BY account`,
 
-	selectKeyByToken: sqliteKeyColumns + ` WHERE current_digest = CAST(?1 AS BLOB)
-UNION ALL ` + sqliteKeyColumns + ` WHERE old_digest = CAST(?1 AS BLOB) LIMIT 1`,
+	selectKeyByToken: sqliteTokenKeyColumns + ` WHERE current_digest = CAST(?1 AS BLOB)
+UNION ALL ` + sqliteTokenKeyColumns + ` WHERE old_digest = CAST(?1 AS BLOB) LIMIT 1`,
 	selectRevokedOwner: `SELECT key_id, revoked_at FROM tokens_revoked WHERE digest = CAST(? AS BLOB) LIMIT 1`,
 	tokenTaken: `SELECT 1 FROM tokens_keys
 WHERE id <> CAST(?1 AS TEXT) AND (old_digest = CAST(?2 AS BLOB) OR current_digest = CAST(?3 AS BLOB)) LIMIT 1`,

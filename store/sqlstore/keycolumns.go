@@ -22,6 +22,11 @@ type keyColumn struct {
 	arg func(d dialect, rec *tokens.KeyRecord) any
 	// dest is where scanKey scans the column.
 	dest func(k *keyScanner) any
+	// sealed marks the share link's sealed token, which only a redemption
+	// reads: the look-up by token selects NULL in its place (see
+	// tokens.TokenIndex), so that it never leaves the database on the
+	// verify path.
+	sealed bool
 }
 
 var keyColumns = []keyColumn{
@@ -74,7 +79,7 @@ var keyColumns = []keyColumn{
 	{name: "link_digest",
 		arg:  linkArg(func(_ dialect, l *tokens.LinkRecord) any { return l.Digest[:] }),
 		dest: func(k *keyScanner) any { return &k.link }},
-	{name: "link_sealed",
+	{name: "link_sealed", sealed: true,
 		arg: linkArg(func(_ dialect, l *tokens.LinkRecord) any {
 			if l.Sealed == nil {
 				return nil // NULL
@@ -215,11 +220,15 @@ func keyArgs(d dialect, rec *tokens.KeyRecord, forUpdate bool) []any {
 }
 
 // keySelect is the SELECT of every column of tokens_keys, which scanKey
-// scans; the caller adds the WHERE clause.
-func keySelect() string {
+// scans; the caller adds the WHERE clause. Without sealed, it selects NULL
+// for the link's sealed token.
+func keySelect(sealed bool) string {
 	names := make([]string, len(keyColumns))
 	for i, c := range keyColumns {
 		names[i] = c.name
+		if c.sealed && !sealed {
+			names[i] = "NULL AS " + c.name
+		}
 	}
 	return "SELECT " + strings.Join(names, ", ") + "\nFROM tokens_keys"
 }

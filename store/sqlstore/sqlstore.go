@@ -192,7 +192,8 @@ func (s *Store) checkTokens(ctx context.Context, tx *sql.Tx, rec *tokens.KeyReco
 }
 
 // KeyByToken implements tokens.TokenIndex with one prepared SELECT of two
-// unique index look-ups.
+// unique index look-ups, which leaves the sealed link token in the
+// database.
 func (s *Store) KeyByToken(ctx context.Context, digest tokens.Digest) (tokens.KeyRecord, error) {
 	stmt, err := s.stmt(ctx, selectKeyByToken)
 	if err != nil {

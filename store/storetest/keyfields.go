@@ -115,11 +115,16 @@ var tokenIndexTests = []test{
 	{"KeyByToken", func(t *testing.T, st tokens.Store) {
 		index := tokenIndex(t, st)
 		insert(t, st, NewRecord("k1"))
-		rec := insert(t, st, renewedRecord("k2"))
+		pending := renewedRecord("k2")
+		pending.Link.RedeemedAt, pending.Link.Sealed = time.Time{}, []byte("sealed new token")
+		rec := insert(t, st, pending)
+		want := rec
+		want.Link.Sealed = nil // left in the store: only a redemption reads it
 		for _, d := range []tokens.Digest{rec.Current.Digest, rec.Old.Digest} {
 			got, err := index.KeyByToken(t.Context(), d)
 			require.NoError(t, err)
-			requireRecord(t, rec, got)
+			require.Nil(t, got.Link.Sealed, "the look-up by token brought the sealed link token out of the store")
+			requireRecord(t, want, got)
 		}
 		_, err := index.KeyByToken(t.Context(), DigestOf("unknown"))
 		require.ErrorIs(t, err, tokens.ErrKeyNotFound)
