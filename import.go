@@ -39,8 +39,9 @@ type ImportSpec struct {
 //
 // It returns ErrInvalidKeySpec for a spec that CreateKey would refuse, for
 // both or neither of Token and TokenSHA256, a malformed ID or a CreatedAt
-// in the future; ErrKeyExists when the ID is taken or another key holds
-// the token (current or old). Nothing is stored then. The store must be a
+// in the future; ErrKeyExists when the ID is taken, another key holds the
+// token (current or old), or a key deleted the token and still remembers
+// it (R16): a deleted token stays deleted. Nothing is stored then. The store must be a
 // TokenIndex, which keeps tokens unique across keys: otherwise the error
 // wraps errors.ErrUnsupported.
 func (m *Manager) ImportKey(ctx context.Context, spec ImportSpec) (_ *Key, err error) {
@@ -78,11 +79,8 @@ func (m *Manager) ImportKey(ctx context.Context, spec ImportSpec) (_ *Key, err e
 	if err != nil {
 		return nil, err
 	}
-	switch _, err := index.KeyByToken(ctx, digest); {
-	case err == nil:
-		return nil, fmt.Errorf("%w: another key holds the token", ErrKeyExists)
-	case !errors.Is(err, ErrKeyNotFound):
-		return nil, fmt.Errorf("tokens: import key: %w", err)
+	if err := m.freeToken(ctx, index, digest, now); err != nil {
+		return nil, err
 	}
 	for attempt := 1; ; attempt++ {
 		if spec.ID == "" {
@@ -113,6 +111,47 @@ func (m *Manager) ImportKey(ctx context.Context, spec ImportSpec) (_ *Key, err e
 		}
 		return m.key(&rec, now), nil
 	}
+}
+
+// freeToken makes sure that the token of digest is no key's at now:
+// ErrKeyExists if it is a key's current or old token, or one that a key
+// deleted and remembers (R16), since importing that again would undo its
+// deletion (a leak's revocation, say). An old token past its scheduled
+// end (R14) that its key no longer remembers is no key's, but the key may
+// still store it: freeToken drops it then, as any write of that key
+// would, so that the store's uniqueness of tokens lets the import take
+// it. That write is upkeep, with no event.
+func (m *Manager) freeToken(ctx context.Context, index TokenIndex, digest Digest, now time.Time) error {
+	owner, holding, err := m.tokenOwner(ctx, index, digest, now)
+	switch {
+	case err != nil:
+		return fmt.Errorf("tokens: import key: %w", err)
+	case holding == heldLive:
+		return fmt.Errorf("%w: another key holds the token", ErrKeyExists)
+	case holding == heldDeleted:
+		return fmt.Errorf("%w: a key deleted the token, and importing it would undo that", ErrKeyExists)
+	case holding == notHeld:
+		return nil
+	}
+	stale := false // whether the key as loaded still stores the token as old
+	load := func(ctx context.Context) (KeyRecord, error) {
+		loaded, err := m.keyLoader(owner)(ctx)
+		stale = err == nil && loaded.HasOld && sameDigest(&loaded.Old.Digest, &digest)
+		return loaded, err
+	}
+	err = m.update(ctx, load, Event{}, func(rec *KeyRecord, _ time.Time) error {
+		switch {
+		case liveToken(rec, digest) != nil: // held after all: a write since
+			return fmt.Errorf("%w: another key holds the token", ErrKeyExists)
+		case !stale: // another write dropped it
+			return errUnchanged
+		}
+		return nil // the update dropped it (dropExpiredOld)
+	})
+	if err != nil && !errors.Is(err, ErrKeyNotFound) { // a deleted key holds nothing
+		return err
+	}
+	return nil
 }
 
 // digest returns the digest of the token that spec imports.

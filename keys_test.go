@@ -438,6 +438,77 @@ func TestR24_ImportKey(t *testing.T) {
 	require.Equal(t, eventsBefore, eventsAfter)
 }
 
+// TestR24_ImportOfADeletedToken: a token that a key deleted and still
+// remembers (R16) stays deleted: ImportKey refuses it with ErrKeyExists,
+// whether DeleteNow deleted it or its scheduled end (R14) came, which no
+// write has dropped from the store yet. Once forgotten, it is no key's and
+// imports; the old key's stale copy is dropped without an event.
+func TestR24_ImportOfADeletedToken(t *testing.T) {
+	renewed := func(f *keysFixture, opts tokens.RenewOptions) *tokens.Credentials {
+		t.Helper()
+		old := f.issue(spec("erp"))
+		link, err := f.m.Renew(f.ctx, old.KeyID, opts)
+		require.NoError(t, err)
+		_, err = f.m.RedeemLink(f.ctx, link.URL)
+		require.NoError(t, err)
+		return old
+	}
+	importing := func(token string) tokens.ImportSpec {
+		return tokens.ImportSpec{KeySpec: spec("moved"), Token: token}
+	}
+
+	f := newKeysFixture(t, tokens.WithRevokedTokenRetention(48*time.Hour))
+	ended := renewed(f, tokens.RenewOptions{OldTokenTTL: time.Hour})
+	deleted := renewed(f, tokens.RenewOptions{OldToken: tokens.DeleteNow})
+	f.clk.Add(time.Hour - time.Microsecond)
+	_, err := f.m.ImportKey(f.ctx, importing(ended.Token))
+	require.ErrorIs(t, err, tokens.ErrKeyExists, "before its end the old token is held")
+	f.clk.Add(time.Microsecond)
+	keysBefore, eventsBefore := f.snapshot()
+	for name, tok := range map[string]string{"ended (R14)": ended.Token, "deleted now": deleted.Token} {
+		_, err := f.m.ImportKey(f.ctx, importing(tok))
+		require.ErrorIs(t, err, tokens.ErrKeyExists, name)
+		require.Contains(t, err.Error(), "deleted", name)
+	}
+	keysAfter, eventsAfter := f.snapshot()
+	require.Equal(t, keysBefore, keysAfter)
+	require.Equal(t, eventsBefore, eventsAfter)
+
+	f.clk.Add(48 * time.Hour) // both forgotten now
+	for _, tok := range []string{ended.Token, deleted.Token} {
+		k, err := f.m.ImportKey(f.ctx, importing(tok))
+		require.NoError(t, err, "a forgotten token is no key's")
+		got, err := f.m.VerifyToken(f.ctx, tok)
+		require.NoError(t, err)
+		require.Equal(t, k.ID, got.ID)
+	}
+	_, err = f.m.Verify(f.ctx, ended.KeyID, ended.Token)
+	require.Equal(t, tokens.ErrInvalidCredentials, err, "the old key's stale copy of its ended token was dropped")
+	_, eventsAfter = f.snapshot()
+	require.Len(t, eventsAfter, len(eventsBefore)+2, "the imports' events, and none for the upkeep")
+
+	// Without reuse detection an ended token is forgotten at its end, and
+	// a deleted one at once. The new key's first use is recorded though
+	// the old key's was a moment before (the last-use throttle is per key).
+	g := newKeysFixture(t, tokens.WithRevokedTokenRetention(0))
+	old := renewed(g, tokens.RenewOptions{OldTokenTTL: time.Hour})
+	g.clk.Add(time.Hour)
+	_, err = g.m.ImportKey(g.ctx, importing(old.Token))
+	require.NoError(t, err)
+	used := renewed(g, tokens.RenewOptions{OldToken: tokens.DeleteLater})
+	_, err = g.m.VerifyToken(g.ctx, used.Token)
+	require.NoError(t, err)
+	require.NoError(t, g.m.DeleteOld(g.ctx, used.KeyID))
+	g.clk.Add(time.Second)
+	moved, err := g.m.ImportKey(g.ctx, importing(used.Token))
+	require.NoError(t, err)
+	_, err = g.m.VerifyToken(g.ctx, used.Token)
+	require.NoError(t, err)
+	stored, err := g.m.Key(g.ctx, moved.ID)
+	require.NoError(t, err)
+	requireTime(t, g.clk.Now().UTC(), stored.Token.LastUsedAt, "the imported key's first use, as stored")
+}
+
 // TestR24_FormatCheckStillGuardsTheStore: a token claiming the library's
 // format with a wrong checksum, and anything that is not printable ASCII
 // of 16-512 bytes, is malformed without a store call, also on a

@@ -122,9 +122,12 @@ func (m *Manager) ReportLeak(ctx context.Context, token string, leak Leak) (Leak
 		return LeakResult{}, nil
 	}
 	digest := tokenDigest(token)
-	id, err := m.tokenOwner(ctx, index, digest, m.now())
-	if err != nil || id == "" {
-		return LeakResult{}, err
+	id, holding, err := m.tokenOwner(ctx, index, digest, m.now())
+	switch {
+	case err != nil:
+		return LeakResult{}, fmt.Errorf("tokens: report leak: %w", err)
+	case holding != heldLive && holding != heldDeleted:
+		return LeakResult{}, nil
 	}
 	res := LeakResult{KeyID: id, Found: true}
 	tmpl := &Event{Type: EventTokenLeaked, Source: leak.Source, URL: leak.URL}
@@ -168,33 +171,47 @@ func (m *Manager) ReportLeak(ctx context.Context, token string, leak Leak) (Leak
 	return res, nil
 }
 
-// tokenOwner returns the ID of the key whose token has digest at now:
-// its current or old token, or one it deleted and remembers (R16, as
-// VerifyToken judges it); "" if none.
-func (m *Manager) tokenOwner(ctx context.Context, index TokenIndex, digest Digest, now time.Time) (string, error) {
+// tokenHolding is what a key has of a token, as VerifyToken judges it.
+type tokenHolding int
+
+const (
+	notHeld     tokenHolding = iota // no key has it, or its key forgot it
+	heldLive                        // the key's current or old token
+	heldDeleted                     // deleted, and the key remembers it (R16)
+	// heldEnded: an old token past its scheduled end (R14) that the key
+	// does not remember (retention 0, or past it) but still stores, since
+	// no write has dropped it yet.
+	heldEnded
+)
+
+// tokenOwner returns the ID of the key that has the token of digest at
+// now, and what it has of it; "" and notHeld if none.
+func (m *Manager) tokenOwner(ctx context.Context, index TokenIndex, digest Digest, now time.Time) (string, tokenHolding, error) {
 	retention := m.cfg.revokedRetention
 	rec, err := index.KeyByToken(ctx, digest)
 	switch {
+	case err == nil && matchingToken(&rec, digest, now) != nil:
+		return rec.ID, heldLive, nil
 	case err == nil:
 		// An old token past its end (R14) is deleted, remembered for the
 		// retention from that end, though no write has dropped it yet.
-		if matchingToken(&rec, digest, now) == nil && (retention == 0 || now.Sub(rec.Old.ExpiresAt) >= retention) {
-			return "", nil
+		if retention == 0 || now.Sub(rec.Old.ExpiresAt) >= retention {
+			return rec.ID, heldEnded, nil
 		}
-		return rec.ID, nil
+		return rec.ID, heldDeleted, nil
 	case !errors.Is(err, ErrKeyNotFound):
-		return "", fmt.Errorf("tokens: report leak: %w", err)
+		return "", notHeld, err
 	case retention == 0:
-		return "", nil
+		return "", notHeld, nil
 	}
 	id, found, ok, err := index.RevokedTokenOwner(ctx, revokedDigest(digest))
 	switch {
 	case err != nil:
-		return "", fmt.Errorf("tokens: report leak: %w", err)
+		return "", notHeld, err
 	case !ok || now.Sub(found.RevokedAt) >= retention: // forgotten, if not yet purged
-		return "", nil
+		return "", notHeld, nil
 	}
-	return id, nil
+	return id, heldDeleted, nil
 }
 
 // liveToken returns rec's current or old token if its digest is digest;

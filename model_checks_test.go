@@ -371,7 +371,7 @@ func (r *modelRun) sweep() {
 			if other == k {
 				other = r.keys[(other.n+1)%len(r.keys)]
 			}
-			r.verify(other, other.id, nil, t.secret, "sweep: Verify(k%d, t%d of k%d)", other.n, t.n, k.n)
+			r.verify(other, other.id, t, t.secret, "sweep: Verify(k%d, t%d of k%d)", other.n, t.n, k.n)
 		}
 	}
 }

@@ -190,6 +190,7 @@ func (r *modelRun) opVerifyToken() {
 		return
 	}
 	t := modelPick(r.rng, known)
+	t = r.secrets[t.secret] // its latest holder: an import may have taken a forgotten token
 	k := t.key
 	name := fmt.Sprintf("VerifyToken(t%d of k%d)", t.n, k.n)
 	want := r.verifyWith(func() (*tokens.Key, error) { return r.m.VerifyToken(r.ctx, t.secret) }, k, t, "%s", name)
@@ -201,8 +202,9 @@ func (r *modelRun) opVerifyToken() {
 }
 
 // opImport is R24: an active key with a token its holder already has, in
-// any format, given plain or as its SHA-256; a taken ID or a token another
-// key holds is ErrKeyExists and stores nothing.
+// any format, given plain or as its SHA-256; a taken ID, a token another
+// key holds or one it deleted and remembers (R16) is ErrKeyExists and
+// stores nothing. A forgotten token of ours imports as a new key's.
 func (r *modelRun) opImport() {
 	now := r.now()
 	spec := tokens.ImportSpec{KeySpec: tokens.KeySpec{Account: modelPick(r.rng, modelAccounts), Name: modelPick(r.rng, modelNames),
@@ -216,10 +218,13 @@ func (r *modelRun) opImport() {
 		spec.ID = modelPick(r.rng, r.live()).id
 		kind = "ImportKey(a key's ID)"
 	case n == 1 && len(r.secrets) > 0:
-		for s := range r.secrets {
-			secret = s
-			break
+		var revealed []*modelToken // in r.tokens' order: a map's would make a seed's run vary
+		for _, t := range r.tokens {
+			if t.secret != "" {
+				revealed = append(revealed, t)
+			}
 		}
+		secret = modelPick(r.rng, revealed).secret
 		kind = "ImportKey(another key's token)"
 	}
 	if r.rng.IntN(2) == 0 {
@@ -235,15 +240,13 @@ func (r *modelRun) opImport() {
 			}
 		}
 	}
-	if t, ok := r.secrets[secret]; ok && (t == t.key.cur || t == t.key.old) && !t.key.deleted {
-		want = tokens.ErrKeyExists // a live token of another key
-	}
-	if _, ok := r.secrets[secret]; ok && want == nil {
-		// A deleted token of ours: importing it again would be a new key
-		// with a token the store remembers as revoked; keep the model
-		// simple and use a fresh token instead.
-		r.opAdvance()
-		return
+	if t, ok := r.secrets[secret]; ok && !t.key.deleted { // DeleteKey forgets a key's tokens
+		switch {
+		case t == t.key.cur || t == t.key.old:
+			want = tokens.ErrKeyExists // a live token of another key
+		case r.remembered(t, now):
+			want = tokens.ErrKeyExists // deleted and remembered (R16): it stays deleted
+		}
 	}
 	key, err := r.m.ImportKey(r.ctx, spec)
 	name := fmt.Sprintf("%s(%q)", kind, spec.Account)
@@ -306,6 +309,7 @@ func (r *modelRun) opReportLeak() {
 		return
 	}
 	t := modelPick(r.rng, known)
+	t = r.secrets[t.secret] // its latest holder, as in opVerifyToken
 	k := t.key
 	live := !k.deleted && (t == k.cur || t == k.old)
 	found := live || !k.deleted && !t.revoked.IsZero() && r.remembered(t, now)

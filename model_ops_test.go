@@ -582,6 +582,7 @@ func (r *modelRun) verify(k *modelKey, id string, t *modelToken, secret, what st
 // give the same outcomes for k, the key found, and t.
 func (r *modelRun) verifyWith(call func() (*tokens.Key, error), k *modelKey, t *modelToken, what string, args ...any) error {
 	now := r.now()
+	t = r.tokenOf(k, t)
 	want := r.verifyWant(k, t, now)
 	if t != nil && k == t.key {
 		switch {
@@ -618,6 +619,21 @@ func (r *modelRun) verifyWith(call func() (*tokens.Key, error), k *modelKey, t *
 		r.expectView(k, got, now, what+" result", args...)
 	}
 	return want
+}
+
+// tokenOf is k's own token with t's secret if t is another key's and k
+// has one, else t: an import gives a forgotten token of one key to a new
+// one (R24), and the secret is then that key's token too.
+func (r *modelRun) tokenOf(k *modelKey, t *modelToken) *modelToken {
+	if t == nil || k == nil || t.key == k || t.secret == "" {
+		return t
+	}
+	for i := len(k.tokens) - 1; i >= 0; i-- {
+		if k.tokens[i].secret == t.secret {
+			return k.tokens[i]
+		}
+	}
+	return t
 }
 
 // opConcurrent starts two to four calls that change one key at the same

@@ -249,8 +249,9 @@ type TokenIndex interface {
 
 	// RevokedTokenOwner returns the ID of the key that remembers a revoked
 	// token whose RevokedDigest is revoked (R16), the revoked token, and
-	// whether there is one. Should two keys remember it, which only a
-	// collision of SHA-256 could cause, it returns either. It writes
+	// whether there is one. Should several keys remember it (a token
+	// deleted, forgotten but not yet purged, imported by another key and
+	// deleted again), it returns the one that revoked it last. It writes
 	// nothing.
 	RevokedTokenOwner(ctx context.Context, revoked Digest) (keyID string, tok RevokedToken, ok bool, err error)
 }

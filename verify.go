@@ -196,12 +196,13 @@ func (m *Manager) recordUse(ctx context.Context, id string, digest Digest, last,
 	if !last.IsZero() && now.Before(last.Add(lastUsedResolution)) { // cheaper than Sub
 		return last, nil
 	}
-	if !m.uses.claim(digest, now) {
+	use := tokenUse{key: id, token: digest}
+	if !m.uses.claim(use, now) {
 		return now, nil
 	}
 	err := m.store.RecordUse(ctx, id, digest, now, now.Add(-lastUsedResolution))
 	if err != nil {
-		m.uses.release(digest) // the next use tries again
+		m.uses.release(use) // the next use tries again
 	}
 	// A last-use write whose outcome is unknown changes no token's
 	// validity: the token verified, and the next use writes again.
@@ -294,36 +295,45 @@ func (m *Manager) verifyCached(ctx context.Context, id string, digest Digest, no
 	return m.verifiedKey(rec, old, lastUsed, now), true, gen, nil
 }
 
-// recentUses remembers, per token digest, when this process last recorded
-// a use, so that of many goroutines that find a token's last use a minute
+// recentUses remembers, per key and token digest, when this process last
+// recorded a use, so that of many goroutines that find a token's last use a minute
 // old at once only one writes it (R9 per process, without the herd of
 // UPDATEs at the minute boundary). Only tokens that verified are entered,
 // and the map is emptied when full, so bad credentials take no memory.
+// The key is part of the entry because a token can change keys: an import
+// may take a token that another key deleted (R24), and the new key's first
+// use must be recorded though the old key's was a moment ago.
 type recentUses struct {
 	mu   sync.Mutex
-	used map[Digest]time.Time
+	used map[tokenUse]time.Time
+}
+
+// tokenUse names a token of a key in recentUses.
+type tokenUse struct {
+	key   string
+	token Digest
 }
 
 const maxRecentUses = 4096
 
-// claim reports whether the caller is to record a use of token at now.
-func (r *recentUses) claim(token Digest, now time.Time) bool {
+// claim reports whether the caller is to record a use of use at now.
+func (r *recentUses) claim(use tokenUse, now time.Time) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if last, ok := r.used[token]; ok && now.Sub(last) < lastUsedResolution {
+	if last, ok := r.used[use]; ok && now.Sub(last) < lastUsedResolution {
 		return false
 	}
 	if r.used == nil || len(r.used) >= maxRecentUses {
-		r.used = make(map[Digest]time.Time)
+		r.used = make(map[tokenUse]time.Time)
 	}
-	r.used[token] = now
+	r.used[use] = now
 	return true
 }
 
 // release forgets a claim whose write failed, so the next use tries again.
-func (r *recentUses) release(token Digest) {
+func (r *recentUses) release(use tokenUse) {
 	r.mu.Lock()
-	delete(r.used, token)
+	delete(r.used, use)
 	r.mu.Unlock()
 }
 

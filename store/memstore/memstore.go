@@ -255,14 +255,18 @@ func (s *Store) RevokedTokenOwner(ctx context.Context, revoked tokens.Digest) (s
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	var (
+		owner  string
+		latest tokens.RevokedToken
+	)
 	for id, list := range s.revoked {
 		for _, r := range list {
-			if r.Digest == revoked {
-				return id, r, true, nil
+			if r.Digest == revoked && (owner == "" || r.RevokedAt.After(latest.RevokedAt)) {
+				owner, latest = id, r
 			}
 		}
 	}
-	return "", tokens.RevokedToken{}, false, nil
+	return owner, latest, owner != "", nil
 }
 
 // RevokedToken implements tokens.Store.

@@ -168,7 +168,7 @@ ON CONFLICT (key_id, digest) DO NOTHING`,
 	// them at most.
 	selectKeyByToken: `(` + postgresTokenKeyColumns + ` WHERE current_digest = $1)
 UNION ALL (` + postgresTokenKeyColumns + ` WHERE old_digest = $1) LIMIT 1`,
-	selectRevokedOwner: `SELECT key_id, revoked_at FROM tokens_revoked WHERE digest = $1 LIMIT 1`,
+	selectRevokedOwner: `SELECT key_id, revoked_at FROM tokens_revoked WHERE digest = $1 ORDER BY revoked_at DESC LIMIT 1`,
 	// $1 the key, $2 its current digest, $3 its old digest or NULL: is a
 	// digest of the key the other slot's of another key? (Same slots
 	// collide in the unique indexes.)

@@ -190,7 +190,7 @@ WHERE account = CAST(?3 AS TEXT) AND seq > CAST(?1 AS INTEGER) ORDER BY seq LIMI
 
 	selectKeyByToken: sqliteTokenKeyColumns + ` WHERE current_digest = CAST(?1 AS BLOB)
 UNION ALL ` + sqliteTokenKeyColumns + ` WHERE old_digest = CAST(?1 AS BLOB) LIMIT 1`,
-	selectRevokedOwner: `SELECT key_id, revoked_at FROM tokens_revoked WHERE digest = CAST(? AS BLOB) LIMIT 1`,
+	selectRevokedOwner: `SELECT key_id, revoked_at FROM tokens_revoked WHERE digest = CAST(? AS BLOB) ORDER BY revoked_at DESC LIMIT 1`,
 	tokenTaken: `SELECT 1 FROM tokens_keys
 WHERE id <> CAST(?1 AS TEXT) AND (old_digest = CAST(?2 AS BLOB) OR current_digest = CAST(?3 AS BLOB)) LIMIT 1`,
 }

@@ -207,6 +207,26 @@ var tokenIndexTests = []test{
 		require.NoError(t, err)
 		require.False(t, ok, "DeleteKey forgets the key's revoked tokens")
 	}},
+	{"RevokedTokenOwnerIsTheLatest", func(t *testing.T, st tokens.Store) {
+		// A token that one key deleted long ago, not yet purged, may be
+		// imported by another key and deleted again (R24): the owner is
+		// the key that deleted it last, whatever the order of the rows.
+		index := tokenIndex(t, st)
+		gone := DigestOf("deleted twice")
+		for i, id := range []string{"k1", "k2", "k3"} {
+			rec := insert(t, st, NewRecord(id))
+			at := T0.Add(time.Duration([]int{5, 30, 1}[i]) * time.Hour)
+			rec.Revoked = []tokens.RevokedToken{{Digest: gone, RevokedAt: at}}
+			update(t, st, rec)
+		}
+		for range 20 { // memstore's maps come in any order
+			id, r, ok, err := index.RevokedTokenOwner(t.Context(), gone)
+			require.NoError(t, err)
+			require.True(t, ok)
+			require.Equal(t, "k2", id)
+			require.True(t, r.RevokedAt.Equal(T0.Add(30*time.Hour)))
+		}
+	}},
 }
 
 var keyViewerTests = []test{
