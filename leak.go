@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -37,6 +39,20 @@ func (l Leak) validate() error {
 		return fmt.Errorf("%w: %s", ErrInvalidLeak, problem)
 	}
 	return nil
+}
+
+// redacted is l with every occurrence of token in its source and URL, as
+// it is or percent-encoded, replaced by "[REDACTED]": an event never holds
+// the token.
+func (l Leak) redacted(token string) Leak {
+	if token == "" {
+		return l
+	}
+	for _, form := range []string{token, url.QueryEscape(token), url.PathEscape(token)} {
+		l.Source = strings.ReplaceAll(l.Source, form, "[REDACTED]")
+		l.URL = strings.ReplaceAll(l.URL, form, "[REDACTED]")
+	}
+	return l
 }
 
 // LeakResult is what ReportLeak found and did.
@@ -102,7 +118,11 @@ func WithLeakPolicy(p LeakPolicy) Option {
 // Manager verifies, records nothing and gives Found false. Reports of one
 // token from one source and URL record one event; a repeat changes
 // nothing, unless it finds the token still verifying under RevokeLeaked,
-// when it revokes it with the renewal's or the deletion's event.
+// when it revokes it with the renewal's or the deletion's event. A report
+// of a token made after that event is no repeat: the key's new token
+// leaked where its old one had. Should the source or URL contain the
+// token itself (a paste's address, say), it is recorded with the token
+// replaced by "[REDACTED]".
 //
 // It returns ErrInvalidLeak for a Leak that is not as its fields say. The
 // store must be a TokenIndex: otherwise the error wraps
@@ -114,6 +134,7 @@ func (m *Manager) ReportLeak(ctx context.Context, token string, leak Leak) (Leak
 	if err := leak.validate(); err != nil {
 		return LeakResult{}, err
 	}
+	leak = leak.redacted(token)
 	index := m.index
 	if index == nil {
 		return LeakResult{}, fmt.Errorf("tokens: report leak: %T cannot find keys by token: %w", m.store, errors.ErrUnsupported)
@@ -134,7 +155,11 @@ func (m *Manager) ReportLeak(ctx context.Context, token string, leak Leak) (Leak
 	err = m.updateEvent(ctx, m.keyLoader(id), tmpl, func(rec *KeyRecord, now time.Time) error {
 		res.Revoked, res.Link = false, nil
 		*tmpl = Event{Type: EventTokenLeaked, Source: leak.Source, URL: leak.URL}
-		repeat, err := m.leakRecorded(ctx, rec, leak)
+		var since time.Time // the token's creation, if the key still has it
+		if live := liveToken(rec, digest); live != nil {
+			since = live.CreatedAt
+		}
+		repeat, err := m.leakRecorded(ctx, rec, leak, since)
 		if err != nil {
 			return err
 		}
@@ -227,11 +252,14 @@ func liveToken(rec *KeyRecord, digest Digest) *TokenRecord {
 }
 
 // leakRecorded reports whether rec's key already has an EventTokenLeaked
-// from leak's source and URL. Only a key with a LeakedAt can: the others
-// are not read. Run inside a change, it sees the event of any concurrent
-// report that won, since a change that lost is loaded again.
-func (m *Manager) leakRecorded(ctx context.Context, rec *KeyRecord, leak Leak) (bool, error) {
-	if rec.LeakedAt.IsZero() {
+// from leak's source and URL, at since or later: since is the reported
+// token's creation, as an event before it cannot be of that token (zero
+// for a deleted token, whose creation the key no longer keeps). Only a
+// key with a LeakedAt can: the others are not read. Run inside a change,
+// it sees the event of any concurrent report that won, since a change
+// that lost is loaded again.
+func (m *Manager) leakRecorded(ctx context.Context, rec *KeyRecord, leak Leak, since time.Time) (bool, error) {
+	if rec.LeakedAt.IsZero() || rec.LeakedAt.Before(since) {
 		return false, nil
 	}
 	q := EventQuery{KeyID: rec.ID, Limit: MaxEventPage}
@@ -241,7 +269,7 @@ func (m *Manager) leakRecorded(ctx context.Context, rec *KeyRecord, leak Leak) (
 			return false, fmt.Errorf("tokens: report leak: read events: %w", err)
 		}
 		for _, ev := range page {
-			if ev.Type == EventTokenLeaked && ev.Source == leak.Source && ev.URL == leak.URL {
+			if ev.Type == EventTokenLeaked && ev.Source == leak.Source && ev.URL == leak.URL && !ev.At.Before(since) {
 				return true, nil
 			}
 		}

@@ -2,7 +2,9 @@ package tokens_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -180,6 +182,53 @@ func TestS10_RepeatedReportsRecordOneEventPerSourceAndURL(t *testing.T) {
 	require.NoError(t, err)
 	requireTime(t, f.clk.Now(), k.LeakedAt, "LeakedAt is the latest report")
 	require.Len(t, f.leakEvents(creds.KeyID), 2)
+}
+
+// TestS10_ANewTokenLeakedWhereTheOldOneWasIsNoRepeat: the one-event rule
+// is per token. The key's next token, reported from the same source and
+// URL after the renewal that made it, is a new leak; the deleted token
+// reported again there is still a repeat.
+func TestS10_ANewTokenLeakedWhereTheOldOneWasIsNoRepeat(t *testing.T) {
+	f := newKeysFixture(t)
+	first := f.issue(spec("erp"))
+	f.reportLeak(first.Token, seenOnGitHub)
+	f.clk.Add(time.Hour)
+	link, err := f.m.Renew(f.ctx, first.KeyID, tokens.RenewOptions{OldToken: tokens.DeleteNow})
+	require.NoError(t, err)
+	next, err := f.m.RedeemLink(f.ctx, link.URL)
+	require.NoError(t, err)
+	f.clk.Add(24 * time.Hour)
+
+	require.Equal(t, tokens.LeakResult{KeyID: first.KeyID, Found: true}, f.reportLeak(next.Token, seenOnGitHub))
+	k, err := f.m.Key(f.ctx, first.KeyID)
+	require.NoError(t, err)
+	requireTime(t, f.clk.Now(), k.LeakedAt, "the new token's leak")
+	require.Len(t, f.leakEvents(first.KeyID), 2)
+
+	f.clk.Add(time.Hour)
+	f.reportLeak(first.Token, seenOnGitHub)
+	f.reportLeak(next.Token, seenOnGitHub)
+	require.Len(t, f.leakEvents(first.KeyID), 2, "each token's repeat")
+}
+
+// TestS10_TheTokenInALeaksAddressIsRedacted: a source or URL that holds
+// the token itself, as it is or percent-encoded, is recorded with the
+// token replaced, so that no event holds a secret.
+func TestS10_TheTokenInALeaksAddressIsRedacted(t *testing.T) {
+	f := newKeysFixture(t)
+	creds := f.issue(spec("erp"))
+	f.reportLeak(creds.Token, tokens.Leak{Source: "paste " + creds.Token, URL: "https://paste.example/raw?k=" + creds.Token + "&v=1"})
+	legacy := "legacy-token/with+specials=1&x"
+	_, err := f.m.ImportKey(f.ctx, tokens.ImportSpec{KeySpec: spec("legacy"), ID: "legacy-1", TokenSHA256: sha256.Sum256([]byte(legacy))})
+	require.NoError(t, err)
+	_, err = f.m.ReportLeak(f.ctx, legacy, tokens.Leak{Source: "paste", URL: "https://paste.example/raw?k=" + url.QueryEscape(legacy)})
+	require.NoError(t, err)
+
+	events := append(f.leakEvents(creds.KeyID), f.leakEvents("legacy-1")...)
+	require.Len(t, events, 2)
+	require.Equal(t, "paste [REDACTED]", events[0].Source)
+	require.Equal(t, "https://paste.example/raw?k=[REDACTED]&v=1", events[0].URL)
+	require.Equal(t, "https://paste.example/raw?k=[REDACTED]", events[1].URL)
 }
 
 // TestS10_ConcurrentRepeatsRecordOneEvent: reports of one leak racing

@@ -324,14 +324,19 @@ func (r *modelRun) opReportLeak() {
 		return
 	}
 	seen := leak.Source + "\x00" + leak.URL
-	repeat := k.leaks[seen]
+	// A repeat is a report from the same source and URL since the token
+	// was made (any time, for a deleted token): before, it was another's.
+	last, repeat := k.leaks[seen]
+	if live && last.Before(t.created) {
+		repeat = false
+	}
 	revoke := revoking && live
 	kind := "ReportLeak(" + policy + ")"
 	if !repeat {
 		if k.leaks == nil {
-			k.leaks = map[string]bool{}
+			k.leaks = map[string]time.Time{}
 		}
-		k.leaks[seen], k.leaked = true, now
+		k.leaks[seen], k.leaked = now, now
 		r.expectEvent(k, tokens.EventTokenLeaked)
 		ev := &r.events[len(r.events)-1]
 		ev.source, ev.url = leak.Source, leak.URL

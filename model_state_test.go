@@ -63,7 +63,7 @@ type modelKey struct {
 	metadata map[string]string
 	expires  time.Time
 	leaked   time.Time
-	leaks    map[string]bool
+	leaks    map[string]time.Time // source and URL -> the latest leak event's time
 }
 
 // modelEvent is an event the model expects a change to append (R17).
