@@ -223,6 +223,45 @@ func TestR19_UpdateKey(t *testing.T) {
 	require.ErrorIs(t, f.m.UpdateKey(f.ctx, "tok_unknown", tokens.KeyUpdate{Name: &name}), tokens.ErrKeyNotFound)
 }
 
+// TestR19_UpdateKeyLeavesARenewalAsItWas: an UpdateKey in the middle of
+// a DeleteLater renewal leaves both tokens, the pending link and Undo as
+// they were; and on an expired key (R22) the link is redeemed as any.
+func TestR19_UpdateKeyLeavesARenewalAsItWas(t *testing.T) {
+	f := newKeysFixture(t)
+	old := f.issue(spec("erp"))
+	link, err := f.m.Renew(f.ctx, old.KeyID, tokens.RenewOptions{OldTokenTTL: 48 * time.Hour})
+	require.NoError(t, err)
+	before, err := f.m.Key(f.ctx, old.KeyID)
+	require.NoError(t, err)
+
+	name, scopes, past := "erp-sync", []string{"orders:read"}, testStart
+	require.NoError(t, f.m.UpdateKey(f.ctx, old.KeyID, tokens.KeyUpdate{Name: &name, Scopes: &scopes, ExpiresAt: &past}))
+	k, err := f.m.Key(f.ctx, old.KeyID)
+	require.NoError(t, err)
+	require.Equal(t, before.Token, k.Token)
+	require.Equal(t, before.OldToken, k.OldToken, "the old token and its scheduled end")
+	require.Equal(t, tokens.LinkPending, k.Link)
+	require.True(t, before.LinkExpiresAt.Equal(k.LinkExpiresAt))
+
+	// Expired (R22), but the renewal works on: the link reveals the new
+	// token, which is expired like the old one, and Undo restores the old.
+	creds, err := f.m.RedeemLink(f.ctx, link.URL)
+	require.NoError(t, err, "an expired key's link is redeemed")
+	for _, tok := range []string{old.Token, creds.Token} {
+		_, err = f.m.VerifyToken(f.ctx, tok)
+		require.ErrorIs(t, err, tokens.ErrKeyExpired)
+	}
+	never := time.Time{}
+	require.NoError(t, f.m.UpdateKey(f.ctx, old.KeyID, tokens.KeyUpdate{ExpiresAt: &never}))
+	require.NoError(t, f.m.Undo(f.ctx, old.KeyID))
+	got, err := f.m.VerifyToken(f.ctx, old.Token)
+	require.NoError(t, err)
+	require.Equal(t, "erp-sync", got.Name, "Undo leaves the update")
+	require.Equal(t, []string{"orders:read"}, got.Scopes)
+	_, err = f.m.VerifyToken(f.ctx, creds.Token)
+	require.ErrorIs(t, err, tokens.ErrTokenRevoked)
+}
+
 func TestR20_RenewalKeepsScopesAndMetadata(t *testing.T) {
 	f := newKeysFixture(t)
 	sp := tokens.KeySpec{Name: "k", Scopes: []string{"b", "a"}, Metadata: map[string]string{"x": "y"}}
