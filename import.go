@@ -41,9 +41,9 @@ type ImportSpec struct {
 // both or neither of Token and TokenSHA256, a malformed ID or a CreatedAt
 // in the future; ErrKeyExists when the ID is taken, another key holds the
 // token (current or old), or a key deleted the token and still remembers
-// it (R16): a deleted token stays deleted. Nothing is stored then. The store must be a
-// TokenIndex, which keeps tokens unique across keys: otherwise the error
-// wraps errors.ErrUnsupported.
+// it (R16): a deleted token stays deleted. Nothing is stored then. The
+// store must be a TokenIndex, which keeps tokens unique across keys:
+// otherwise the error wraps errors.ErrUnsupported.
 func (m *Manager) ImportKey(ctx context.Context, spec ImportSpec) (_ *Key, err error) {
 	if ctx == nil {
 		return nil, ErrNilContext
@@ -100,7 +100,7 @@ func (m *Manager) ImportKey(ctx context.Context, spec ImportSpec) (_ *Key, err e
 			if _, err := index.KeyByToken(ctx, digest); errors.Is(err, ErrKeyNotFound) {
 				continue // 131 random bits collided: draw again
 			}
-			err = fmt.Errorf("%w: another key holds the token", ErrKeyExists)
+			err = errTokenHeld
 		case errors.Is(err, ErrDuplicate):
 			err = fmt.Errorf("%w: the key ID is taken or another key holds the token", ErrKeyExists)
 		case err != nil:
@@ -112,6 +112,9 @@ func (m *Manager) ImportKey(ctx context.Context, spec ImportSpec) (_ *Key, err e
 		return m.key(&rec, now), nil
 	}
 }
+
+// errTokenHeld is ImportKey's error for a token another key holds.
+var errTokenHeld = fmt.Errorf("%w: another key holds the token", ErrKeyExists)
 
 // freeToken makes sure that the token of digest is no key's at now:
 // ErrKeyExists if it is a key's current or old token, or one that a key
@@ -127,7 +130,7 @@ func (m *Manager) freeToken(ctx context.Context, index TokenIndex, digest Digest
 	case err != nil:
 		return fmt.Errorf("tokens: import key: %w", err)
 	case holding == heldLive:
-		return fmt.Errorf("%w: another key holds the token", ErrKeyExists)
+		return errTokenHeld
 	case holding == heldDeleted:
 		return fmt.Errorf("%w: a key deleted the token, and importing it would undo that", ErrKeyExists)
 	case holding == notHeld:
@@ -142,7 +145,7 @@ func (m *Manager) freeToken(ctx context.Context, index TokenIndex, digest Digest
 	err = m.update(ctx, load, Event{}, func(rec *KeyRecord, _ time.Time) error {
 		switch {
 		case liveToken(rec, digest) != nil: // held after all: a write since
-			return fmt.Errorf("%w: another key holds the token", ErrKeyExists)
+			return errTokenHeld
 		case !stale: // another write dropped it
 			return errUnchanged
 		}

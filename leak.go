@@ -155,8 +155,9 @@ func (m *Manager) ReportLeak(ctx context.Context, token string, leak Leak) (Leak
 	err = m.updateEvent(ctx, m.keyLoader(id), tmpl, func(rec *KeyRecord, now time.Time) error {
 		res.Revoked, res.Link = false, nil
 		*tmpl = Event{Type: EventTokenLeaked, Source: leak.Source, URL: leak.URL}
+		live := liveToken(rec, digest)
 		var since time.Time // the token's creation, if the key still has it
-		if live := liveToken(rec, digest); live != nil {
+		if live != nil {
 			since = live.CreatedAt
 		}
 		repeat, err := m.leakRecorded(ctx, rec, leak, since)
@@ -166,7 +167,6 @@ func (m *Manager) ReportLeak(ctx context.Context, token string, leak Leak) (Leak
 		if !repeat {
 			rec.LeakedAt = now
 		}
-		live := liveToken(rec, digest)
 		if live == nil || m.cfg.leakPolicy != RevokeLeaked {
 			if repeat {
 				return errUnchanged

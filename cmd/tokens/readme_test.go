@@ -11,6 +11,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/keyrenew/tokens"
+	"github.com/keyrenew/tokens/internal/testenv"
 	"github.com/keyrenew/tokens/store/sqlstore"
 )
 
@@ -45,6 +46,9 @@ func buildREADMEProgram(t *testing.T, name, program string) string {
 	}
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
+		if testenv.InCI() {
+			t.Fatal("no go command; CI requires it")
+		}
 		t.Skip("no go command")
 	}
 	dir := t.TempDir()
